@@ -1,0 +1,43 @@
+# Two commands on a fresh machine:
+#   make demo   set up and run the main job on config.toml and the example pages
+#   make test   set up and run the whole test suite (what .ci/run runs)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test setup lint system-deps bench clean
+
+$(BIN)/gongbao-feed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/gongbao-feed
+
+# Debian packages the tests drive for real (feed schema validator, browser).
+system-deps:
+	@missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+SYSTEM_PACKAGES ?=
+
+demo: setup
+	$(BIN)/gongbao-feed ingest --config config.toml
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup system-deps lint
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: setup
+	$(BIN)/python bench/parse.py
+
+clean:
+	rm -rf $(VENV) state public outbox .pytest_cache .ruff_cache .hypothesis

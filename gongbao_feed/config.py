@@ -1,0 +1,291 @@
+"""config.toml → a typed, validated Config.
+
+Validation is pydantic's, with unknown keys forbidden: a misspelt key is an
+error that names it, not a setting silently ignored. Folder paths resolve
+against the config file's folder, so a working folder can live anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from datetime import tzinfo
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "config.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PaperConfig(_Section):
+    name: str = "工会报"
+    base_url: str = "https://news.example.org/"
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh-CN"
+    description: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError("expected an absolute http(s) URL such as https://news.example.org/")
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}; expected an IANA name such as Asia/Shanghai"
+            ) from None
+        return v
+
+
+class PathsConfig(_Section):
+    inbox: str = "inbox"
+    state: str = "state"
+    issues: str = "issues"
+    public: str = "public"
+    outbox: str = "outbox"
+    templates: str = "templates"
+
+
+class DatabaseConfig(_Section):
+    #: Any SQLAlchemy URL; empty means a SQLite file in the state folder.
+    url: str = ""
+
+
+class IssueConfig(_Section):
+    title: str = "{paper} 第{number}期 · {date}"
+    min_articles: Annotated[int, Field(ge=0)] = 1
+    max_articles: Annotated[int, Field(ge=1)] = 60
+
+    @field_validator("title")
+    @classmethod
+    def _known_fields(cls, v: str) -> str:
+        _check_template(v, {"paper", "number", "date"})
+        return v
+
+
+class FeedConfig(_Section):
+    max_items: Annotated[int, Field(ge=1)] = 50
+
+
+class EmailConfig(_Section):
+    from_address: str = Field("工会报 <digest@news.example.org>", alias="from")
+    reply_to: str = ""
+    subject: str = "{paper} 第{number}期 · {date}"
+    transport: Literal["outbox", "smtp"] = "outbox"
+    list_id: str = ""
+    unsubscribe_mailto: str = ""
+    size_budget_kb: Annotated[int, Field(ge=20)] = 100
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    @field_validator("subject")
+    @classmethod
+    def _known_fields(cls, v: str) -> str:
+        _check_template(v, {"paper", "number", "date", "title"})
+        return v
+
+
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = "GONGBAO_SMTP_PASSWORD"
+    ca_file: str = ""
+    connections: Annotated[int, Field(ge=1, le=64)] = 2
+    rate: Annotated[float, Field(ge=0)] = 0.0
+    max_attempts: Annotated[int, Field(ge=1)] = 5
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    messages_per_connection: Annotated[int, Field(ge=1)] = 500
+
+    @field_validator("rate", "timeout", mode="before")
+    @classmethod
+    def _int_is_float(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class ScheduleConfig(_Section):
+    ingest_every_minutes: Annotated[int, Field(ge=1)] = 15
+    publish_cron: str = "30 7 * * *"
+    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 3600
+
+    @field_validator("publish_cron")
+    @classmethod
+    def _five_fields(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError("expected a five-field crontab such as '30 7 * * *'")
+        return v
+
+
+class LogConfig(_Section):
+    file: str = ""
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+
+class Config(_Section):
+    paper: PaperConfig = PaperConfig()
+    paths: PathsConfig = PathsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    issue: IssueConfig = IssueConfig()
+    feed: FeedConfig = FeedConfig()
+    email: EmailConfig = EmailConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    log: LogConfig = LogConfig()
+    web: WebConfig = WebConfig()
+
+    #: The folder the config file lives in; every relative path starts here.
+    root: Path = Field(default=Path("."), exclude=True)
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
+
+    # -- resolved locations -------------------------------------------------
+    def path(self, name: str) -> Path:
+        return (self.root / getattr(self.paths, name)).resolve()
+
+    @property
+    def inbox(self) -> Path:
+        return self.path("inbox")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path("state")
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.path("issues")
+
+    @property
+    def public_dir(self) -> Path:
+        return self.path("public")
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.path("outbox")
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path("templates")
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.state_dir / 'gongbao.db'}"
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.paper.timezone)
+
+    def smtp_password(self) -> str | None:
+        """The relay password, read from the environment only."""
+        return os.environ.get(self.smtp.password_env) if self.smtp.password_env else None
+
+
+def _check_template(template: str, allowed: set[str]) -> None:
+    import string
+
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc})") from None
+    unknown = names - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {{{sorted(unknown)[0]}}}; expected only "
+            + ", ".join(f"{{{n}}}" for n in sorted(allowed))
+        )
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "model_type": "a table such as [section]",
+    "dict_type": "a table such as [section]",
+}
+
+
+def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent: Any = Config
+        for part in error["loc"][:-1]:
+            parent = parent.model_fields[str(part)].annotation
+        allowed = ", ".join(
+            (f.alias or n) for n, f in parent.model_fields.items() if n != "root"
+        )
+        return f"{key}: unknown key; expected one of: {allowed}"
+    got = error.get("input")
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    expected = _EXPECTED.get(kind)
+    if expected:
+        return f"{key}: expected {expected} (got {got!r})"
+    if kind == "literal_error":
+        return f"{key}: {msg.lower()} (got {got!r})"
+    return f"{key}: {msg}"
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate a config file; every problem names its key."""
+    cfg_path = Path(path or DEFAULT_CONFIG_NAME)
+    if not cfg_path.is_file():
+        raise ConfigError(
+            f"{cfg_path}: no such config file",
+            hint="run `gongbao-feed init DIR` to make a working folder, or pass --config PATH",
+        )
+    try:
+        data = tomllib.loads(cfg_path.read_text("utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
+    return config_from_dict(data, root=cfg_path.resolve().parent, source=str(cfg_path))
+
+
+def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -> Config:
+    if "root" in data:
+        raise ConfigError(f"{source}: root: unknown key")
+    try:
+        return Config.model_validate({**data, "root": root})
+    except ValidationError as exc:
+        lines = [_describe(e, data) for e in exc.errors()]
+        raise ConfigError(
+            f"{source}: " + ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines),
+            hint="see the configuration reference in README.md",
+        ) from None
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: the only hosts plain SMTP may reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,55 @@
+"""Errors a user can act on.
+
+    GongbaoError            every error the CLI prints without a traceback
+    ├── ConfigError         config.toml: names the key, says what was expected
+    ├── PageError           one input file: names the file (and line)
+    ├── StoreError          the database
+    ├── AssembleError       making an issue
+    ├── RenderError         templates and output files
+    └── DeliveryError       outbox or SMTP: names the setting to check
+
+Each carries a `hint` saying what would be right, so the message a newsroom
+operator sees tells them what to do next, not just what broke.
+"""
+
+from __future__ import annotations
+
+
+class GongbaoError(Exception):
+    """Base of every expected failure."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(GongbaoError):
+    pass
+
+
+class PageError(GongbaoError):
+    def __init__(self, path: str, message: str, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}", hint)
+        self.path = path
+
+
+class StoreError(GongbaoError):
+    pass
+
+
+class AssembleError(GongbaoError):
+    pass
+
+
+class RenderError(GongbaoError):
+    pass
+
+
+class DeliveryError(GongbaoError):
+    pass

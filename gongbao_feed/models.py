@@ -1,0 +1,203 @@
+"""The plain records that flow through the pipeline.
+
+Pages become Articles, Articles are gathered into Issues, Issues are mailed
+to Members, and each (Issue, Member) pair has one Delivery. Every stage takes
+and returns these frozen records, so a stage can be tested without the
+others and nothing downstream can quietly change what upstream produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Byline:
+    """Credits by role, in the order they appear on the page."""
+
+    reporters: tuple[str, ...] = ()
+    correspondents: tuple[str, ...] = ()
+    interns: tuple[str, ...] = ()
+    photographers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {
+            "reporters": list(self.reporters),
+            "correspondents": list(self.correspondents),
+            "interns": list(self.interns),
+            "photographers": list(self.photographers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Byline:
+        return cls(**{k: tuple(data.get(k) or ()) for k in ROLE_LABELS})
+
+    def names(self) -> tuple[str, ...]:
+        """Everyone credited, reporters first, without repeats."""
+        seen: dict[str, None] = {}
+        for role in ROLE_LABELS:
+            for name in getattr(self, role):
+                seen.setdefault(name, None)
+        return tuple(seen)
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, role) for role in ROLE_LABELS)
+
+
+#: Role field → the label a Chinese reader expects in a credit line.
+ROLE_LABELS: dict[str, str] = {
+    "reporters": "记者",
+    "correspondents": "通讯员",
+    "interns": "实习生",
+    "photographers": "摄影",
+}
+
+
+def article_id(day: date, title: str) -> str:
+    """A stable id: the same headline on the same day is the same article.
+
+    Body text is left out on purpose, so a corrected paragraph keeps its id.
+    """
+    digest = hashlib.sha1(f"{day.isoformat()}\n{title.strip()}".encode()).hexdigest()
+    return f"{day.isoformat()}-{digest[:8]}"
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article as read from a page or a Markdown file.
+
+    The last five fields are filled in by the store; a reader leaves them at
+    their defaults.
+    """
+
+    id: str
+    date: date
+    title: str
+    kicker: str | None = None
+    subtitle: str | None = None
+    dateline: str | None = None
+    byline: Byline = field(default_factory=Byline)
+    captions: tuple[str, ...] = ()
+    paragraphs: tuple[str, ...] = ()
+    section: str | None = None
+    source: str = ""
+    position: int = 0
+    # Set by the store.
+    revision: int = 1
+    first_seen: datetime | None = None
+    updated: datetime | None = None
+    issue: int | None = None
+
+    def content(self) -> dict[str, Any]:
+        """The fields a reader sees; what the content hash is taken over."""
+        return {
+            "title": self.title,
+            "kicker": self.kicker,
+            "subtitle": self.subtitle,
+            "dateline": self.dateline,
+            "byline": self.byline.to_dict(),
+            "captions": list(self.captions),
+            "paragraphs": list(self.paragraphs),
+            "section": self.section,
+        }
+
+    @property
+    def content_hash(self) -> str:
+        blob = json.dumps(self.content(), ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape `gongbao-feed parse --json` promises other tools."""
+        return {
+            "id": self.id,
+            "date": self.date.isoformat(),
+            "kicker": self.kicker,
+            "title": self.title,
+            "subtitle": self.subtitle,
+            "dateline": self.dateline,
+            "byline": self.byline.to_dict(),
+            "captions": list(self.captions),
+            "paragraphs": list(self.paragraphs),
+            "section": self.section,
+        }
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A numbered issue: which articles, in which order, made when."""
+
+    number: int
+    date: date
+    title: str
+    article_ids: tuple[str, ...]
+    created: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "date": self.date.isoformat(),
+            "title": self.title,
+            "articles": list(self.article_ids),
+            "created": self.created.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Issue:
+        return cls(
+            number=int(data["number"]),
+            date=date.fromisoformat(data["date"]),
+            title=str(data["title"]),
+            article_ids=tuple(data["articles"]),
+            created=datetime.fromisoformat(data["created"]),
+        )
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+@dataclass(frozen=True)
+class Member:
+    """A union member on the mailing list; `email` is the normalised address."""
+
+    email: str
+    name: str = ""
+    status: MemberStatus = MemberStatus.ACTIVE
+    joined: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    unsubscribed_via: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"email": self.email, "name": self.name, "status": str(self.status)}
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one issue's message for one member.
+
+    A row is written `sent` only after the transport confirmed the message
+    (the file renamed into the outbox, or the relay's 2xx to DATA).
+    """
+
+    issue: int
+    email: str
+    state: DeliveryState = DeliveryState.PENDING
+    transport: str = ""
+    attempts: int = 0
+    permanent: bool = False
+    code: int | None = None
+    detail: str = ""
+    message_id: str = ""
+    updated: datetime | None = None

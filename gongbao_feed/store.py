@@ -1,0 +1,501 @@
+"""The store: articles, issues, members and the delivery ledger.
+
+SQLAlchemy Core over any database URL: a SQLite file by default, PostgreSQL
+when several machines share one send. Every method that changes data runs in
+one transaction, so a crash leaves either all of a page or none of it.
+Times are stored in UTC and come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from .errors import StoreError
+from .models import Article, Byline, Delivery, DeliveryState, Issue, Member, MemberStatus
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+articles_t = Table(
+    "articles",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("date", Date, nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("kicker", Text),
+    Column("subtitle", Text),
+    Column("dateline", Text),
+    Column("section", Text),
+    Column("byline", Text, nullable=False),
+    Column("captions", Text, nullable=False),
+    Column("paragraphs", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("issue", Integer, ForeignKey("issues.number"), index=True),
+)
+
+issues_t = Table(
+    "issues",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("date", Date, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+)
+
+issue_articles_t = Table(
+    "issue_articles",
+    metadata,
+    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("article_id", String(64), ForeignKey("articles.id"), nullable=False, unique=True),
+)
+
+members_t = Table(
+    "members",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("name", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("joined", UTCDateTime, nullable=False),
+    Column("unsubscribed_at", UTCDateTime),
+    Column("unsubscribed_via", Text),
+)
+
+deliveries_t = Table(
+    "deliveries",
+    metadata,
+    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True),
+    Column("email", String(320), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("transport", String(16), nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("permanent", Boolean, nullable=False, default=False),
+    Column("code", Integer),
+    Column("detail", Text, nullable=False, default=""),
+    Column("message_id", Text, nullable=False, default=""),
+    Column("updated", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _row_to_article(row: Any) -> Article:
+    return Article(
+        id=row.id,
+        date=row.date,
+        title=row.title,
+        kicker=row.kicker,
+        subtitle=row.subtitle,
+        dateline=row.dateline,
+        byline=Byline.from_dict(json.loads(row.byline)),
+        captions=tuple(json.loads(row.captions)),
+        paragraphs=tuple(json.loads(row.paragraphs)),
+        section=row.section,
+        source=row.source,
+        position=row.position,
+        revision=row.revision,
+        first_seen=row.first_seen,
+        updated=row.updated,
+        issue=row.issue,
+    )
+
+
+def _article_values(a: Article) -> dict[str, Any]:
+    return {
+        "date": a.date,
+        "title": a.title,
+        "kicker": a.kicker,
+        "subtitle": a.subtitle,
+        "dateline": a.dateline,
+        "section": a.section,
+        "byline": json.dumps(a.byline.to_dict(), ensure_ascii=False),
+        "captions": json.dumps(list(a.captions), ensure_ascii=False),
+        "paragraphs": json.dumps(list(a.paragraphs), ensure_ascii=False),
+        "content_hash": a.content_hash,
+        "source": a.source,
+        "position": a.position,
+    }
+
+
+def _row_to_member(row: Any) -> Member:
+    return Member(
+        email=row.email,
+        name=row.name,
+        status=MemberStatus(row.status),
+        joined=row.joined,
+        unsubscribed_at=row.unsubscribed_at,
+        unsubscribed_via=row.unsubscribed_via,
+    )
+
+
+def _row_to_delivery(row: Any) -> Delivery:
+    return Delivery(
+        issue=row.issue,
+        email=row.email,
+        state=DeliveryState(row.state),
+        transport=row.transport,
+        attempts=row.attempts,
+        permanent=bool(row.permanent),
+        code=row.code,
+        detail=row.detail,
+        message_id=row.message_id,
+        updated=row.updated,
+    )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a sqlite URL, so its folder can be made first."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != prefix and ":memory:" not in url:
+        return Path(url[len(prefix):])
+    return None
+
+
+class Store:
+    """The database behind every stage; open with a SQLAlchemy URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the database {url}: {exc.__class__.__name__}: {exc}",
+                hint="check [database] url in config.toml",
+            ) from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- articles -----------------------------------------------------------
+    def save_articles(self, articles: Iterable[Article], now: datetime) -> SaveResult:
+        """Add new articles, revise changed ones, leave identical ones alone.
+
+        All of one page in one transaction. An article is the same article
+        when its id matches, or, for a corrected headline, when it stands at
+        the same place of the same source file and its old id is gone from
+        the page.
+        """
+        articles = list(articles)
+        new = updated = unchanged = 0
+        ids = {a.id for a in articles}
+        with self.transaction() as conn:
+            for art in articles:
+                row = conn.execute(select(articles_t).where(articles_t.c.id == art.id)).first()
+                if row is None and art.source:
+                    row = conn.execute(
+                        select(articles_t).where(
+                            and_(
+                                articles_t.c.source == art.source,
+                                articles_t.c.position == art.position,
+                                articles_t.c.date == art.date,
+                            )
+                        )
+                    ).first()
+                    if row is not None and row.id in ids:
+                        row = None
+                values = _article_values(art)
+                if row is None:
+                    conn.execute(
+                        articles_t.insert().values(
+                            id=art.id, revision=1, first_seen=now, updated=now, **values
+                        )
+                    )
+                    new += 1
+                elif row.content_hash != values["content_hash"]:
+                    conn.execute(
+                        articles_t.update()
+                        .where(articles_t.c.id == row.id)
+                        .values(revision=row.revision + 1, updated=now, **values)
+                    )
+                    updated += 1
+                else:
+                    if (row.source, row.position) != (art.source, art.position):
+                        conn.execute(
+                            articles_t.update()
+                            .where(articles_t.c.id == row.id)
+                            .values(source=art.source, position=art.position)
+                        )
+                    unchanged += 1
+        return SaveResult(new, updated, unchanged)
+
+    def article(self, article_id: str) -> Article | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(articles_t).where(articles_t.c.id == article_id)).first()
+        return None if row is None else _row_to_article(row)
+
+    def articles(self, ids: Iterable[str]) -> list[Article]:
+        """Articles by id, in the order asked for; unknown ids are skipped."""
+        ids = list(ids)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(articles_t).where(articles_t.c.id.in_(ids))).all()
+        found = {r.id: _row_to_article(r) for r in rows}
+        return [found[i] for i in ids if i in found]
+
+    def all_articles(self) -> list[Article]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(articles_t).order_by(*_PAGE_ORDER)).all()
+        return [_row_to_article(r) for r in rows]
+
+    def unissued_articles(self) -> list[Article]:
+        """Articles in no issue yet, in publication order (date, page, position)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(articles_t).where(articles_t.c.issue.is_(None)).order_by(*_PAGE_ORDER)
+            ).all()
+        return [_row_to_article(r) for r in rows]
+
+    # -- issues -------------------------------------------------------------
+    def last_issue_number(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(issues_t.c.number))).scalar() or 0)
+
+    def add_issue(self, issue: Issue, publish: Callable[[Issue], None] | None = None) -> None:
+        """Record an issue and claim its articles; `publish` (the manifest
+        writer) runs inside the transaction, so a failed write records nothing."""
+        with self.transaction() as conn:
+            taken = conn.execute(
+                select(articles_t.c.id).where(
+                    and_(articles_t.c.id.in_(issue.article_ids), articles_t.c.issue.is_not(None))
+                )
+            ).all()
+            if taken:
+                raise StoreError(f"article {taken[0].id} is already in an issue")
+            later = select(issues_t.c.number).where(issues_t.c.number >= issue.number)
+            if conn.execute(later).first():
+                raise StoreError(f"issue number {issue.number} is not after the last issue")
+            conn.execute(
+                issues_t.insert().values(
+                    number=issue.number, date=issue.date, title=issue.title, created=issue.created
+                )
+            )
+            for pos, aid in enumerate(issue.article_ids):
+                conn.execute(
+                    issue_articles_t.insert().values(
+                        issue=issue.number, position=pos, article_id=aid
+                    )
+                )
+            conn.execute(
+                articles_t.update()
+                .where(articles_t.c.id.in_(issue.article_ids))
+                .values(issue=issue.number)
+            )
+            if publish is not None:
+                publish(issue)
+
+    def issue(self, number: int) -> Issue | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(issues_t).where(issues_t.c.number == number)).first()
+            if row is None:
+                return None
+            return self._issue(conn, row)
+
+    def issues(self, newest_first: bool = True, limit: int | None = None) -> list[Issue]:
+        order = issues_t.c.number.desc() if newest_first else issues_t.c.number
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(issues_t).order_by(order).limit(limit)).all()
+            return [self._issue(conn, r) for r in rows]
+
+    @staticmethod
+    def _issue(conn: Connection, row: Any) -> Issue:
+        ids = conn.execute(
+            select(issue_articles_t.c.article_id)
+            .where(issue_articles_t.c.issue == row.number)
+            .order_by(issue_articles_t.c.position)
+        ).scalars()
+        return Issue(row.number, row.date, row.title, tuple(ids), row.created)
+
+    # -- members ------------------------------------------------------------
+    def member(self, email: str) -> Member | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(members_t).where(members_t.c.email == email)).first()
+        return None if row is None else _row_to_member(row)
+
+    def members(self, active_only: bool = False) -> list[Member]:
+        query = select(members_t).order_by(members_t.c.joined, members_t.c.email)
+        if active_only:
+            query = query.where(members_t.c.status == MemberStatus.ACTIVE.value)
+        with self.engine.connect() as conn:
+            return [_row_to_member(r) for r in conn.execute(query).all()]
+
+    def save_member(self, member: Member) -> None:
+        values = {
+            "name": member.name,
+            "status": member.status.value,
+            "joined": member.joined,
+            "unsubscribed_at": member.unsubscribed_at,
+            "unsubscribed_via": member.unsubscribed_via,
+        }
+        with self.transaction() as conn:
+            exists = conn.execute(
+                select(members_t.c.email).where(members_t.c.email == member.email)
+            ).first()
+            if exists:
+                conn.execute(
+                    members_t.update().where(members_t.c.email == member.email).values(**values)
+                )
+            else:
+                conn.execute(members_t.insert().values(email=member.email, **values))
+
+    def remove_member(self, email: str) -> bool:
+        with self.transaction() as conn:
+            return bool(conn.execute(members_t.delete().where(members_t.c.email == email)).rowcount)
+
+    def unsubscribe(self, email: str, when: datetime, via: str) -> bool:
+        """Mark a member unsubscribed; False if unknown or already out."""
+        with self.transaction() as conn:
+            result = conn.execute(
+                members_t.update()
+                .where(
+                    and_(
+                        members_t.c.email == email,
+                        members_t.c.status == MemberStatus.ACTIVE.value,
+                    )
+                )
+                .values(
+                    status=MemberStatus.UNSUBSCRIBED.value,
+                    unsubscribed_at=when,
+                    unsubscribed_via=via,
+                )
+            )
+            return bool(result.rowcount)
+
+    def is_active(self, email: str) -> bool:
+        with self.engine.connect() as conn:
+            status = conn.execute(
+                select(members_t.c.status).where(members_t.c.email == email)
+            ).scalar()
+        return status == MemberStatus.ACTIVE.value
+
+    # -- the delivery ledger ------------------------------------------------
+    def delivery(self, issue: int, email: str) -> Delivery | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(deliveries_t).where(
+                    and_(deliveries_t.c.issue == issue, deliveries_t.c.email == email)
+                )
+            ).first()
+        return None if row is None else _row_to_delivery(row)
+
+    def deliveries(self, issue: int | None = None) -> list[Delivery]:
+        query = select(deliveries_t).order_by(deliveries_t.c.issue, deliveries_t.c.email)
+        if issue is not None:
+            query = query.where(deliveries_t.c.issue == issue)
+        with self.engine.connect() as conn:
+            return [_row_to_delivery(r) for r in conn.execute(query).all()]
+
+    def record_delivery(self, d: Delivery) -> None:
+        """Write one ledger row; call only after the thing it records happened."""
+        values = {
+            "state": d.state.value,
+            "transport": d.transport,
+            "attempts": d.attempts,
+            "permanent": d.permanent,
+            "code": d.code,
+            "detail": d.detail,
+            "message_id": d.message_id,
+            "updated": d.updated,
+        }
+        with self.transaction() as conn:
+            done = conn.execute(
+                deliveries_t.update()
+                .where(and_(deliveries_t.c.issue == d.issue, deliveries_t.c.email == d.email))
+                .values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(deliveries_t.insert().values(issue=d.issue, email=d.email, **values))
+
+    def delivery_counts(self, issue: int | None = None) -> dict[str, int]:
+        query = select(deliveries_t.c.state, func.count()).group_by(deliveries_t.c.state)
+        if issue is not None:
+            query = query.where(deliveries_t.c.issue == issue)
+        counts = {s.value: 0 for s in DeliveryState}
+        with self.engine.connect() as conn:
+            for state, n in conn.execute(query).all():
+                counts[state] = n
+        return counts
+
+
+_PAGE_ORDER = (articles_t.c.date, articles_t.c.source, articles_t.c.position, articles_t.c.id)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+

@@ -1,0 +1,76 @@
+"""Every public address in one place: the feeds, the archive and the digests agree."""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import date
+from urllib.parse import urlsplit
+
+from .config import Config
+
+FEED_FILES = {
+    "rss": "feed.xml",
+    "atom": "atom.xml",
+    "json": "feed.json",
+    "issues": "issues.xml",
+}
+
+#: Media type of each feed, for <link rel="alternate"> and self links.
+FEED_TYPES = {
+    "rss": "application/rss+xml",
+    "atom": "application/atom+xml",
+    "json": "application/feed+json",
+    "issues": "application/atom+xml",
+}
+
+#: The archive's front page and its one stylesheet.
+INDEX_PATH = "index.html"
+STYLESHEET_PATH = "style.css"
+
+
+def site(config: Config) -> str:
+    return config.paper.base_url
+
+
+def article_path(article_id: str) -> str:
+    return f"articles/{article_id}.html"
+
+
+def issue_path(number: int) -> str:
+    return f"issues/{number:04d}.html"
+
+
+def article_url(config: Config, article_id: str) -> str:
+    return site(config) + article_path(article_id)
+
+
+def issue_url(config: Config, number: int) -> str:
+    return site(config) + issue_path(number)
+
+
+def feed_url(config: Config, kind: str) -> str:
+    return site(config) + FEED_FILES[kind]
+
+
+def relative(from_path: str, to_path: str) -> str:
+    """A link from one archive page to another that works on any host and from file://."""
+    return posixpath.relpath(to_path, posixpath.dirname(from_path) or ".")
+
+
+def tag_uri(config: Config, day: date, specific: str) -> str:
+    """A tag: URI (RFC 4151) under the site's host: an id that outlives URL changes."""
+    parts = urlsplit(site(config))
+    return f"tag:{(parts.hostname or 'localhost').lower()},{day.isoformat()}:{parts.path}{specific}"
+
+
+def article_tag(config: Config, article_id: str, day: date) -> str:
+    """The feed id of an article: made from its id and date only, so a correction keeps it."""
+    return tag_uri(config, day, article_path(article_id).removesuffix(".html"))
+
+
+def issue_tag(config: Config, number: int, day: date) -> str:
+    return tag_uri(config, day, issue_path(number).removesuffix(".html"))
+
+
+def unsubscribe_url(config: Config, token: str) -> str:
+    return f"{site(config)}unsubscribe/{token}"

@@ -1,0 +1,54 @@
+"""Shared fixtures: a fresh working folder made by `init`, and the example pages."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gongbao_feed.config import load_config
+from gongbao_feed.publish import Newsroom
+from gongbao_feed.skeleton import init_folder
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_INBOX = REPO / "inbox"
+SHARED = REPO.parent / "shared"
+
+
+class FixedClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A working folder as `gongbao-feed init` makes it, with the example pages in its inbox."""
+    folder = tmp_path / "paper"
+    init_folder(folder)
+    for page in EXAMPLE_INBOX.iterdir():
+        if page.is_file():
+            shutil.copy(page, folder / "inbox" / page.name)
+    return folder
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def room(workdir: Path, clock: FixedClock):
+    with Newsroom(load_config(workdir / "config.toml"), clock=clock) as newsroom:
+        yield newsroom
