@@ -25,10 +25,14 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-SYSTEM_PACKAGES ?=
+SYSTEM_PACKAGES ?= jing chromium fonts-noto-cjk spamassassin
 
+# The main job on the embedded defaults: pages in, issue, feeds, archive,
+# digests in the outbox. Run it again and it finds nothing new to send.
 demo: setup
-	$(BIN)/gongbao-feed ingest --config config.toml
+	$(BIN)/gongbao-feed members import examples/members.csv --config config.toml
+	$(BIN)/gongbao-feed run --once --config config.toml
+	@echo "feeds and archive: public/index.html   digests: outbox/"
 
 lint: setup
 	$(BIN)/ruff check .
@@ -38,6 +42,10 @@ test: setup system-deps lint
 
 bench: setup
 	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/feeds.py
+	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/outbox.py
+	$(BIN)/python bench/smtp.py
 
 clean:
 	rm -rf $(VENV) state public outbox .pytest_cache .ruff_cache .hypothesis

@@ -7,10 +7,13 @@ can read it, and human notes go to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
@@ -147,3 +150,295 @@ def ingest(paths: tuple[Path, ...], on_date: date | None, as_json: bool, config_
     if not report.ok:
         sys.exit(1)
 
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Show what the issue would hold; write nothing.")
+@click.option("--force", is_flag=True, help="Make the issue even below issue.min_articles.")
+@json_option
+@config_option
+@friendly
+def assemble(dry_run: bool, force: bool, as_json: bool, config_path: Path) -> None:
+    """Gather new articles into the next numbered issue, then render feeds and archive."""
+    with open_newsroom(config_path) as room:
+        result = room.assemble(dry_run=dry_run, force=force)
+    if as_json:
+        emit(result.to_json())
+        return
+    click.echo(result.reason)
+    if result.issue is not None:
+        for aid in result.issue.article_ids:
+            click.echo(f"  {aid}")
+    if result.render is not None:
+        click.echo(f"rendered: {len(result.render.written)} files written, "
+                   f"{result.render.unchanged} unchanged")
+
+
+@main.command()
+@json_option
+@config_option
+@friendly
+def render(as_json: bool, config_path: Path) -> None:
+    """Write the feeds (RSS, Atom, JSON Feed, issues) and the web archive to the public folder."""
+    with open_newsroom(config_path) as room:
+        report = room.render()
+    if as_json:
+        emit(report.to_json())
+    else:
+        click.echo(f"rendered: {len(report.written)} files written, {report.unchanged} unchanged")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: [web] host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on (default: [web] port).")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log every request (a proxy in front usually does this already).")
+@config_option
+@friendly
+def serve(host: str | None, port: int | None, access_log: bool, config_path: Path) -> None:
+    """Serve the public folder (feeds, archive) and one-click unsubscribe over HTTP."""
+    from .web import serve as run_server
+
+    config = load_config(config_path)
+    host, port = host or config.web.host, port or config.web.port
+    if not config.public_dir.is_dir():
+        click.echo(f"warning: {config.public_dir} does not exist yet; "
+                   "run `gongbao-feed render` to fill it", err=True)
+    click.echo(f"serving {config.public_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run_server(config, host, port, access_log=access_log)
+
+
+issue_option = click.option(
+    "--issue", "number", type=click.IntRange(min=1), help="Issue number (default: the newest)."
+)
+
+
+@main.group()
+def members() -> None:
+    """The member list the digests go to: import, add, remove, list."""
+
+
+@members.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--resubscribe", is_flag=True,
+              help="Mail members in the file again even if they had unsubscribed.")
+@json_option
+@config_option
+@friendly
+def members_import(file: Path, resubscribe: bool, as_json: bool, config_path: Path) -> None:
+    """Add or update members from a CSV file with columns email and name."""
+    with open_newsroom(config_path) as room:
+        report = room.import_members(file, resubscribe=resubscribe)
+    for warning in report.warnings:
+        click.echo(f"warning: {file}: {warning}", err=True)
+    for failure in report.failed:
+        click.echo(f"error: {file}:{failure.line}: {failure.error}", err=True)
+    if report.still_unsubscribed and not resubscribe:
+        click.echo(f"note: {report.still_unsubscribed} of them had unsubscribed and stay so "
+                   "(--resubscribe mails them again)", err=True)
+    if as_json:
+        emit(report.to_json())
+    else:
+        click.echo(f"members: {report.imported} imported, {report.merged} merged, "
+                   f"{len(report.failed)} failed")
+    if not report.ok:
+        sys.exit(1)
+
+
+@members.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The name the digest greets them by.")
+@click.option("--resubscribe", is_flag=True, help="Mail them again if they had unsubscribed.")
+@config_option
+@friendly
+def members_add(email: str, name: str, resubscribe: bool, config_path: Path) -> None:
+    """Add one member (or change the name of one already on the list)."""
+    with open_newsroom(config_path) as room:
+        member = room.add_member(email, name, resubscribe=resubscribe)
+    click.echo(f"{member.email}: {member.status}")
+    if member.status != "active":
+        click.echo("note: they unsubscribed earlier; --resubscribe mails them again", err=True)
+
+
+@members.command("remove")
+@click.argument("email")
+@click.option("--forget", is_flag=True,
+              help="Delete the record too (a later import would add them again).")
+@config_option
+@friendly
+def members_remove(email: str, forget: bool, config_path: Path) -> None:
+    """Stop mailing a member; they stay on file as unsubscribed unless --forget."""
+    with open_newsroom(config_path) as room:
+        member = room.remove_member(email, forget=forget)
+    click.echo(f"{member.email}: {'forgotten' if forget else member.status}")
+
+
+@members.command("list")
+@json_option
+@config_option
+@friendly
+def members_list(as_json: bool, config_path: Path) -> None:
+    """Every member with their status."""
+    with open_newsroom(config_path) as room:
+        everyone = room.members()
+    if as_json:
+        emit([m.to_json() for m in everyone])
+        return
+    for m in everyone:
+        click.echo(f"{m.email}\t{m.name}\t{m.status}")
+
+
+@main.command()
+@issue_option
+@click.option("--via", type=click.Choice(["outbox", "smtp"]),
+              help="Transport (default: [email] transport).")
+@click.option("--dry-run", is_flag=True, help="List who would get the issue; send nothing.")
+@click.option("--to", "address", metavar="ADDRESS",
+              help="Send one test copy to ADDRESS; the ledger is not touched.")
+@click.option("--retry-failed", is_flag=True,
+              help="Also try again the addresses the relay refused for good (5xx).")
+@json_option
+@config_option
+@friendly
+def send(number: int | None, via: str | None, dry_run: bool, address: str | None,
+         retry_failed: bool, as_json: bool, config_path: Path) -> None:
+    """Mail an issue's digest to every member who has not had it yet.
+
+    Run it again after a failure or a stop: it sends what is missing.
+    SIGINT/SIGTERM let each connection finish and record its message first.
+    """
+    with (
+        open_newsroom(config_path) as room,
+        _progress(enabled=not as_json) as progress,
+        _stop_on_signals() as stopping,
+    ):
+        report = room.send(number, via=via, dry_run=dry_run, to=address, progress=progress,
+                           stop=stopping.event, retry_failed=retry_failed)
+    for email, why in report.failed:
+        click.echo(f"error: {email}: {why}", err=True)
+    if as_json:
+        emit(report.to_json())
+    elif dry_run:
+        for email, name in report.would_send:
+            click.echo(f"{email}\t{name}")
+        click.echo(f"issue {report.issue} «{report.subject}»: would send {len(report.would_send)}, "
+                   f"{report.skipped} already sent", err=True)
+    else:
+        click.echo(f"issue {report.issue}: {report.sent} sent, {report.skipped} skipped, "
+                   f"{len(report.failed)} failed")
+    if stopping.signal:
+        click.echo("stopped: run `gongbao-feed send` again to send the rest", err=True)
+        sys.exit(128 + stopping.signal)
+    if not report.ok:
+        sys.exit(1)
+
+
+class _Stopping:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal = 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stopping]:
+    """SIGINT/SIGTERM set the stop event instead of killing the send mid-message."""
+    stopping = _Stopping()
+
+    def handler(signum: int, _frame: object) -> None:
+        if not stopping.event.is_set():
+            stopping.signal = signum
+            stopping.event.set()
+            click.echo(f"\n{signal.Signals(signum).name}: finishing the messages in flight",
+                       err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopping
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@main.command()
+@click.option("--issue", "number", type=click.IntRange(min=1),
+              help="Only this issue (default: every issue).")
+@json_option
+@config_option
+@friendly
+def deliveries(number: int | None, as_json: bool, config_path: Path) -> None:
+    """The delivery ledger: counts by state, and every failure with its reason."""
+    with open_newsroom(config_path) as room:
+        summary = room.deliveries(number)
+    if as_json:
+        emit(summary.to_json())
+        return
+    for line in summary.lines():
+        click.echo(line)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A tqdm bar on a terminal; nothing otherwise (the summary line says it all)."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit="msg", desc="sending", file=sys.stderr) as bar:
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield update
+
+
+@main.command()
+@issue_option
+@click.option("--open", "open_it", is_flag=True, help="Open the file in a browser.")
+@config_option
+@friendly
+def preview(number: int | None, open_it: bool, config_path: Path) -> None:
+    """Write an issue's digest as HTML (and text) and print the file's path."""
+    with open_newsroom(config_path) as room:
+        path = room.preview(number)
+    click.echo(str(path))
+    if open_it:
+        click.launch(str(path))
+
+
+@main.command()
+@click.option("--once", is_flag=True,
+              help="Publish once now (ingest, assemble, render, send), then exit: "
+                   "for cron or a systemd timer.")
+@config_option
+@friendly
+def run(once: bool, config_path: Path) -> None:
+    """Run the service: ingest on [schedule] ingest_every_minutes, publish on publish_cron.
+
+    One service per working folder. SIGTERM or Ctrl-C stops it cleanly: the
+    message being sent is finished and recorded, then it exits 0.
+    """
+    from .schedule import Service
+
+    service = Service(config_path)
+    if not once:
+        service.run()
+    elif service.run_once() is None:
+        sys.exit(1)
+
+
+@main.command()
+@json_option
+@config_option
+@friendly
+def status(as_json: bool, config_path: Path) -> None:
+    """Who runs the service, when its jobs run next, the last issue and its deliveries."""
+    from .schedule import service_status
+
+    report = service_status(load_config(config_path))
+    if as_json:
+        emit(report.to_json())
+    else:
+        for text in report.lines():
+            click.echo(text)

@@ -129,6 +129,12 @@ class ScheduleConfig(_Section):
     def _five_fields(cls, v: str) -> str:
         if len(v.split()) != 5:
             raise ValueError("expected a five-field crontab such as '30 7 * * *'")
+        from .crontab import crontab_trigger
+
+        try:
+            crontab_trigger(v, "UTC")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (expected a crontab such as '30 7 * * 1-5')") from None
         return v
 
 

@@ -6,7 +6,9 @@
     ├── StoreError          the database
     ├── AssembleError       making an issue
     ├── RenderError         templates and output files
-    └── DeliveryError       outbox or SMTP: names the setting to check
+    ├── MemberError         an address or name for the member list: names the line
+    ├── DeliveryError       outbox or SMTP: names the setting to check
+    └── ServiceError        the scheduler service: another one holds the folder
 
 Each carries a `hint` saying what would be right, so the message a newsroom
 operator sees tells them what to do next, not just what broke.
@@ -51,5 +53,13 @@ class RenderError(GongbaoError):
     pass
 
 
+class MemberError(GongbaoError):
+    pass
+
+
 class DeliveryError(GongbaoError):
+    pass
+
+
+class ServiceError(GongbaoError):
     pass

@@ -16,7 +16,8 @@ How a page is read, in four passes:
    line; the one to three headline-like units just above it are its
    headline, unless the first of them finishes an unfinished paragraph.
 4. *Mend column breaks.* Inside an article a paragraph that does not end in
-   sentence-ending punctuation continues in the next body unit.
+   sentence-ending punctuation continues in the next body unit, and so does one
+   whose next unit starts with punctuation no paragraph starts with (”她说…).
 """
 
 from __future__ import annotations
@@ -81,12 +82,13 @@ def _reject_binary(text: str) -> None:
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-_STRAY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# A BOM inside the text (pages pasted together from several files) is stray too:
+# left in, it would hide the 本报讯 right after it.
+_STRAY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")
 
 
 def normalize_text(text: str) -> str:
     """One line ending, page breaks as blank lines, no stray control characters."""
-    text = text.lstrip("\ufeff")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = text.replace("\f", "\n\n").replace("\v", "\n").replace("\u2028", "\n")
     text = text.replace("\u2029", "\n\n")
@@ -100,9 +102,12 @@ _SPACE = " \t\u3000\xa0\u2002\u2003\u200b"
 _CLOSERS = "”’」』）)》〉】]\"'"
 _ENDS = "。！？!?…"
 _TERMINAL = re.compile(rf"[{_ENDS}][{re.escape(_CLOSERS)}]*$")
-# A brief's author at the end: 。（王五）
-_BRIEF_AUTHOR = re.compile(r"(?<=[。！？!?”])[ \u3000]*[（(]([^（）()]{2,40})[）)]$")
+# A brief's author at the end: 。（王五）, or alone when a column break fell before it.
+_BRIEF_AUTHOR = re.compile(r"(?:(?<=[。！？!?”])|^)[ \u3000]*[（(]([^（）()]{2,40})[）)]$")
 _SENTENCE_END = re.compile(rf"[{_ENDS}]")
+# No paragraph starts with closing or mid-sentence punctuation, so a block that
+# does (”她说… after a column break that fell just after 。) continues the one before.
+_CONTINUES = re.compile(r"^[”’」』）》〉】)\]，,、；;：:。！？!?％%]")
 
 _NUM = r"[0-9０-９一二三四五六七八九十〇]{1,3}"
 _DATELINE = re.compile(
@@ -110,7 +115,9 @@ _DATELINE = re.compile(
     r"本报(?:综合|专|特|简)?讯"
     r"|(?:[\u4e00-\u9fff]{2,8}(?:日报|晚报|报))(?:综合|专|特)?讯"
     r"|(?:本报|新华社|中新社|中新网|新华网|人民网|央视网|[\u4e00-\u9fff]{2,10}(?:社|网|台|报))"
-    rf"[\u4e00-\u9fff]{{0,12}}?(?:{_NUM}月{_NUM}日)?电"
+    # Without a date, 电 must stand alone (新华社北京电 （记者…）): body text such as
+    # 供销合作社为职工送去电暖器 has 社…电 too, and must not start an article.
+    rf"[\u4e00-\u9fff]{{0,12}}?(?:{_NUM}月{_NUM}日电|电(?=[\s（(：:]|$))"
     r")"
 )
 _ROLE_WORDS = (
@@ -124,14 +131,27 @@ _NAME = re.compile(
     r"|[A-Za-z][A-Za-z.\-']{0,30})$"
 )
 # Words that mark a source or an editor's note, never a person: （据新华社） （综合）
-_NOT_A_NAME = re.compile(r"[据社报网电台综合整理编译版稿讯图文摄]")
+# （本报综合） （人民网） （图文 张三）, and column labels that start with a role word
+# (记者手记, 记者观察). Matched as whole words at either end: single characters such
+# as 文 or 合 are common in given names (韩文静, 蔡文博).
+_NOT_A_NAME = re.compile(
+    r"^(?:据|本报|新华|中新|人民|央视|综合|综编|整理|编译|编辑|责编|图文|文图|供图|供稿|来源)"
+    r"|(?:社|网|台|报|电|讯|综合|整理|编译|供图|供稿|摄"
+    r"|手记|札记|随笔|观察|述评|调查|探访|连线|专访|视点)$"
+)
 _BULLETS = "□■●◆◇★☆◎○▲△"
 _CREDIT_TAIL = re.compile(r"[（(]?([^。！？!?（）()]{2,48}?)[ \u3000]*摄(?:影)?[ \u3000]*[）)]?$")
 _CAPTION_START = re.compile(r"^(?:图为|图：|图:|上图|下图|左图|右图|图[①-⑩0-9０-９]|图片说明)")
 _HEADLINE_MAX = 40
+# A subtitle led by a dash (——记…) is a headline line however long it runs: read as
+# body text, it would hide the headline above it and the byline below it.
+_DASH_SUBTITLE = re.compile(r"^(?:——|—|－－|--)")
+_DASH_SUBTITLE_MAX = 80
+# A numbered marker must be followed by its heading: a bare `1.` is the front of a
+# number cut by a column break (1. ⏎⏎ 5万名职工…), not a subheading.
 _SUBHEADING = re.compile(
-    r"^(?:[一二三四五六七八九十]{1,3}[、．.]|[（(][一二三四五六七八九十0-9]{1,3}[）)]"
-    r"|[0-9０-９]{1,2}[、．.](?![0-9])|[①-⑳]|【.*】$|第[一二三四五六七八九十]+[部章节]"
+    r"^(?:(?:[一二三四五六七八九十]{1,3}[、．.]|[（(][一二三四五六七八九十0-9]{1,3}[）)]"
+    r"|[0-9０-９]{1,2}[、．.]|[①-⑳])(?=[^0-9０-９])|【.*】$|第[一二三四五六七八九十]+[部章节]"
     r"|(?:小标题|记者手记|编者按|短评|链接|相关链接)[：:]?$)"
 )
 
@@ -194,7 +214,9 @@ def split_credit(text: str) -> tuple[str | None, list[str]] | None:
         if not before or _SENTENCE_END.search(before[-1]) or before.endswith(tuple(_CLOSERS)):
             credit = m.group(1)
             roles = parse_credits(credit)
-            glued = " " not in credit.strip() and "\u3000" not in credit.strip()
+            # A space inside the credit or before 摄 marks it off from running text;
+            # `m.group(1)` alone would miss the one in 王五 摄.
+            glued = not any(ch in _SPACE for ch in stripped[m.start(1) : m.end()])
             has_role = bool(_ROLE_SPLIT.search(credit))
             if roles and (has_role or not glued or len(stripped) <= 8):
                 names = [n for v in roles.values() for n in v]
@@ -214,6 +236,16 @@ class Kind(Enum):
     CAPTION = "caption"
     HEADLINE = "headline"
     TEXT = "text"
+    FURNITURE = "furniture"
+
+
+# Page headers a layout system prints at the top of a page or after a page
+# break: 第3版, 要闻 第3版, 2026年11月20日 星期五. Not part of any article.
+_FURNITURE = re.compile(
+    r"^(?:\S{0,8}\s*第\s*[0-9０-９一二三四五六七八九十]{1,3}\s*版(?:\s*\S{0,8})?"
+    r"|(?:\S{0,8}\s*)?[0-9０-９]{4}年[0-9０-９]{1,2}月[0-9０-９]{1,2}日\s*(?:星期|周)[一二三四五六日天]"
+    r"(?:\s*\S{0,12})?)$"
+)
 
 
 @dataclass
@@ -237,7 +269,7 @@ def _units(text: str) -> list[Unit]:
             current is not None
             and current.indented
             and not indented
-            and not ends_sentence(current.text)
+            and (not ends_sentence(current.text) or _CONTINUES.match(body))
             and not _DATELINE.match(body)
         ):
             current.text += body
@@ -260,14 +292,19 @@ def _byline_line(text: str) -> dict[str, list[str]] | None:
 
 def _classify(unit: Unit) -> Kind:
     text = unit.text
+    if len(text) <= 40 and _FURNITURE.match(text):
+        return Kind.FURNITURE
+    if _CONTINUES.match(text):
+        return Kind.TEXT  # the rest of a broken paragraph, whatever it looks like
     if _DATELINE.match(text):
         return Kind.LEAD
     if len(text) <= 40 and _byline_line(text) is not None:
         return Kind.BYLINE
     if len(text) <= 200 and split_credit(text) is not None:
         return Kind.CAPTION
-    if len(text) <= _HEADLINE_MAX and not _SENTENCE_END.search(text):
-        return Kind.HEADLINE
+    limit = _DASH_SUBTITLE_MAX if _DASH_SUBTITLE.match(text) else _HEADLINE_MAX
+    if len(text) <= limit and not _SENTENCE_END.search(text) and not ends_sentence(text):
+        return Kind.HEADLINE  # a lone （王五） ends a brief; it is no headline
     return Kind.TEXT
 
 
@@ -288,9 +325,12 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
     units = _units(normalize_text(text))
     for u in units:
         u.kind = _classify(u)
+    warnings = [
+        f"line {u.line}: skipped page header {u.text!r}" for u in units if u.kind is Kind.FURNITURE
+    ]
+    units = [u for u in units if u.kind is not Kind.FURNITURE]
 
     anchors = _anchors(units)
-    warnings: list[str] = []
     if not anchors:
         if not units:
             return ParsedPage([], ["no text on the page"] if source else [])
@@ -433,7 +473,7 @@ def _article(head: list[Unit], body: list[Unit], day: date, source: str, positio
                 captions.append(caption)
             photographers.extend(n for n in names if n not in photographers)
             continue
-        if open_para and paragraphs:
+        if paragraphs and (open_para or _CONTINUES.match(u.text)):
             paragraphs[-1] = _join(paragraphs[-1], u.text)
         else:
             paragraphs.append(u.text)
@@ -491,13 +531,23 @@ def _merge(into: dict[str, list[str]], more: dict[str, list[str]]) -> None:
 
 
 def _join(left: str, right: str) -> str:
-    """Mend a paragraph split by a column break; keep a space only between Latin words."""
-    if left[-1:].isascii() and left[-1:].isalnum() and right[:1].isascii() and right[:1].isalpha():
-        return left + right if left[-1:].isalpha() and right[:1].islower() else left + " " + right
+    """Mend a paragraph split by a column break.
+
+    The break falls inside the text (`5⏎⏎G网络`, `托⏎⏎育`), so the pieces go
+    back together as they were, with nothing added between them.
+    """
     return left + right
 
 
 def _derived_title(texts: list[str] | tuple[str, ...]) -> str:
-    first = texts[0] if texts else "无题"
-    cut = _SENTENCE_END.split(first, maxsplit=1)[0].strip("，,；; ")
-    return cut if len(cut) <= 30 else cut[:30] + "…"
+    """A title for an article printed without a headline: its first non-empty clause.
+
+    Never empty (the id and every feed need one), even for text that is all
+    punctuation such as 「……」.
+    """
+    for text in texts:
+        for clause in _SENTENCE_END.split(text):
+            cut = clause.strip("，,；;" + _SPACE)
+            if cut:
+                return cut if len(cut) <= 30 else cut[:30] + "…"
+    return "无题"

@@ -7,19 +7,100 @@ and reruns can fix "now".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from . import urls
+from .archive import RenderReport, environment, render_archive
+from .assemble import (
+    AssembleResult,
+    last_manifest_number,
+    manifest_bytes,
+    manifest_name,
+    plan_issue,
+)
 from .config import Config, load_config
+from .deliver import Message, Outcome, SendReport, make_transport
+from .digest import Digest, Mailer, email_environment, personalise, render_digest
+from .errors import AssembleError, DeliveryError, MemberError
+from .feeds import render_feeds
+from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
+from .ledger import LedgerSummary, summarise
+from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
+from .models import Delivery, DeliveryState, Issue, Member, MemberStatus
+from .skeleton import builtin_templates
 from .store import Store
+from .tokens import load_secret
 
 Clock = Callable[[], datetime]
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What one publish did: ingest, assemble (which renders), send.
+
+    `send` is None when no issue was made: nothing new is never mailed.
+    `stopped` says the stop signal cut the send short; the members not
+    reached get the issue from the next `send` (or the service's next start).
+    """
+
+    ingest: IngestReport
+    assemble: AssembleResult
+    send: SendReport | None = None
+    stopped: bool = False
+
+    @property
+    def issue(self) -> Issue | None:
+        return self.assemble.issue
+
+    @property
+    def problems(self) -> bool:
+        """Worth a warning in the log: a page that failed, a message that failed, a stop."""
+        failed = self.send is not None and bool(self.send.failed)
+        return bool(self.ingest.failed) or failed or self.stopped
+
+    def summary(self) -> str:
+        if self.send is None:
+            return f"{self.assemble.reason}; nothing sent"
+        parts = [self.assemble.reason, f"{self.send.sent} sent"]
+        if self.send.failed:
+            parts.append(f"{len(self.send.failed)} failed")
+        if self.stopped:
+            parts.append("stopped early: the rest go out with the next `send` or service start")
+        return "; ".join(parts)
+
+    def log_fields(self) -> dict[str, object]:
+        render = self.assemble.render
+        issue = self.issue
+        return {
+            "issue": issue.number if issue else None,
+            "articles": len(issue.article_ids) if issue else 0,
+            "ingested": self.ingest.new + self.ingest.updated,
+            "bad_pages": len(self.ingest.failed) or None,
+            "rendered": len(render.written) if render else 0,
+            "sent": self.send.sent if self.send else 0,
+            "failed": len(self.send.failed) if self.send else 0,
+            "skipped": self.send.skipped if self.send else None,
+            "stopped": "yes" if self.stopped else None,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ingest": self.ingest.to_json(),
+            "assemble": self.assemble.to_json(),
+            "rendered": self.assemble.render.to_json() if self.assemble.render else None,
+            "send": self.send.to_json() if self.send else None,
+            "stopped": self.stopped,
+            "summary": self.summary(),
+        }
 
 
 class Newsroom:
@@ -67,3 +148,279 @@ class Newsroom:
         return ingest(
             self.store, files, explicit_date=on_date, today=self.today(), now=self.now()
         )
+
+    def assemble(self, dry_run: bool = False, force: bool = False) -> AssembleResult:
+        """Gather the articles in no issue into the next issue, then render.
+
+        The manifest issues/NNNN.json is written inside the store's
+        transaction, so either both exist or neither does. `dry_run` reports
+        what the issue would hold and writes nothing.
+        """
+        manifests = self.config.issues_dir
+        names = [p.name for p in manifests.iterdir()] if manifests.is_dir() else []
+        last = max(self.store.last_issue_number(), last_manifest_number(names))
+        plan = plan_issue(
+            self.store.unissued_articles(), last, self.now(), self.config.issue,
+            self.config.paper, self.config.tz, force=force,
+        )
+        if dry_run:
+            return AssembleResult(plan, dry_run=True)
+        if plan.issue is not None:
+            self.store.add_issue(plan.issue, publish=self._write_manifest)
+        return AssembleResult(plan, render=self.render())
+
+    def _write_manifest(self, issue: Issue) -> None:
+        path = self.config.issues_dir / manifest_name(issue.number)
+        if path.exists():
+            raise AssembleError(
+                f"{path} already exists; issue numbers are never reused",
+                hint="move that file away only if it was never published",
+            )
+        atomic_write(path, manifest_bytes(issue))
+
+    def render(self) -> RenderReport:
+        """Write the feeds and the web archive; files whose bytes are unchanged stay untouched."""
+        issues = self.store.issues(newest_first=False)
+        articles = [a for a in self.store.all_articles() if a.issue is not None]
+        env = environment([self.config.templates_dir / "web", builtin_templates() / "web"])
+        files = {
+            **render_feeds(articles, issues, self.config),
+            **render_archive(issues, articles, self.config, env),
+        }
+        public = self.config.public_dir
+        written = tuple(path for path, data in files.items() if atomic_write(public / path, data))
+        return RenderReport(written, len(files) - len(written))
+
+    def publish(self, stop: threading.Event | None = None) -> PublishReport:
+        """Ingest the inbox, assemble the next issue (which renders), mail it.
+
+        The one entry point for the scheduler and `run --once`. With nothing
+        new, no issue is made and nothing is sent. `stop` ends the send after
+        the message in flight, recorded.
+        """
+        ingested = self.ingest()
+        assembled = self.assemble()
+        if assembled.issue is None:
+            return PublishReport(ingested, assembled)
+        sent = self.send(issue=assembled.issue.number, stop=stop)
+        return PublishReport(ingested, assembled, sent, stopped=stop is not None and stop.is_set())
+
+    # -- members --------------------------------------------------------------
+    def import_members(self, path: Path, resubscribe: bool = False) -> ImportReport:
+        """Add or update the members in a CSV file; bad rows are reported by line and skipped.
+
+        A member who unsubscribed stays unsubscribed unless `resubscribe`.
+        """
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise MemberError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        try:
+            sheet = read_members_csv(data)
+        except MemberError as exc:
+            raise MemberError(f"{path}: {exc.message}", hint=exc.hint) from None
+        now = self.now()
+        known = {m.email: m for m in self.store.members()}
+        report = ImportReport(
+            failed=list(sheet.failed), warnings=list(sheet.warnings), merged=sheet.duplicates
+        )
+        members = []
+        for row in sheet.rows:
+            member = merge_member(
+                known.get(row.email), row.email, row.name, now, resubscribe=resubscribe
+            )
+            members.append(member)
+            if row.email in known:
+                report.merged += 1
+            else:
+                report.imported += 1
+            if member.status is MemberStatus.UNSUBSCRIBED:
+                report.still_unsubscribed += 1
+        self.store.save_members(members)
+        return report
+
+    def add_member(self, email: str, name: str = "", resubscribe: bool = False) -> Member:
+        """Add one member, or update the name of one already on the list."""
+        address, clean = normalise_email(email), clean_name(name)
+        member = merge_member(
+            self.store.member(address), address, clean, self.now(), resubscribe=resubscribe
+        )
+        self.store.save_member(member)
+        return member
+
+    def remove_member(self, email: str, forget: bool = False) -> Member:
+        """Stop mailing a member. The record stays, marked unsubscribed, so a later
+        import does not bring them back; `forget` deletes it instead."""
+        address = normalise_email(email)
+        member = self.store.member(address)
+        if member is None:
+            raise MemberError(f"{address} is not on the member list")
+        if forget:
+            self.store.remove_member(address)
+        else:
+            self.store.unsubscribe(address, self.now(), via="removed")
+        return self.store.member(address) or member
+
+    def members(self) -> list[Member]:
+        return self.store.members()
+
+    # -- the digest -------------------------------------------------------------
+    def issue(self, number: int | None = None) -> Issue:
+        """Issue `number`, or the newest one."""
+        if number is None:
+            newest = self.store.issues(limit=1)
+            if not newest:
+                raise DeliveryError("there is no issue yet", hint="run `gongbao-feed assemble`")
+            return newest[0]
+        found = self.store.issue(number)
+        if found is None:
+            last = self.store.last_issue_number()
+            raise DeliveryError(
+                f"there is no issue {number}",
+                hint=f"the newest issue is {last}" if last else "run `gongbao-feed assemble`",
+            )
+        return found
+
+    def digest(self, number: int | None = None) -> Digest:
+        """An issue's digest, rendered and inlined once, not yet personalised."""
+        issue = self.issue(number)
+        env = email_environment(
+            [self.config.templates_dir / "email", builtin_templates() / "email"]
+        )
+        return render_digest(issue, self.store.articles(issue.article_ids), self.config, env)
+
+    def preview(self, issue: int | None = None) -> Path:
+        """Write the digest's HTML (and text) as a member without a name sees it."""
+        digest = self.digest(issue)
+        sample = Member(email="member@example.org")
+        html, text = personalise(digest, sample, urls.unsubscribe_url(self.config, "preview"))
+        path = self.config.state_dir / "preview" / f"digest-{digest.issue.number:04d}.html"
+        atomic_write(path, html)
+        atomic_write(path.with_suffix(".txt"), text)
+        return path
+
+    def send(
+        self,
+        issue: int | None = None,
+        via: str | None = None,
+        dry_run: bool = False,
+        to: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        stop: threading.Event | None = None,
+        retry_failed: bool = False,
+    ) -> SendReport:
+        """Mail an issue (default: the newest) to every active member not yet sent it.
+
+        A member's row is `pending` while their copy is with the transport
+        and becomes `sent` only from the transport's report, after the
+        message was delivered (the file renamed into place, the relay's 2xx
+        to DATA), so a rerun sends exactly what is missing: pending rows and
+        temporary failures, and permanent failures only with
+        `retry_failed`. Each member's status is read again
+        just before their copy is made: an unsubscribe during a send counts
+        at once. `to` sends one test copy and records nothing; `dry_run`
+        lists who would get the issue. `progress(done, total)` is called as
+        members are settled. Setting `stop` (the scheduler's SIGTERM) ends the
+        send after the message in flight, recorded.
+        """
+        digest = self.digest(issue)
+        number = digest.issue.number
+        report = SendReport(number, subject=digest.subject, shortened=digest.shortened)
+        if dry_run:
+            report.dry_run = True
+            for member in self.store.iter_members(active_only=True):
+                if self._settled(number, member.email, retry_failed):
+                    report.skipped += 1
+                else:
+                    report.would_send.append((member.email, member.name))
+            return report
+        transport = make_transport(self.config, via)
+        mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now())
+        stop = stop if stop is not None else threading.Event()
+
+        if to is not None:
+            address = normalise_email(to)
+            member = self.store.member(address) or Member(email=address)
+
+            def test_copy(outcome: Outcome) -> None:
+                if outcome.state is DeliveryState.SENT:
+                    report.sent += 1
+                else:
+                    report.failed.append((address, outcome.detail or "not sent"))
+
+            transport.deliver([mailer.message(member)], test_copy, stop)
+            return report
+
+        total = self.store.count_members(active_only=True)
+
+        def settled() -> None:
+            if progress is not None:
+                progress(report.sent + report.skipped + len(report.failed), total)
+
+        def messages() -> Iterator[Message]:
+            for member in self.store.iter_members(active_only=True):
+                if self._settled(number, member.email, retry_failed) or not self.store.is_active(
+                    member.email
+                ):
+                    report.skipped += 1
+                    settled()
+                    continue
+                try:
+                    message = mailer.message(member)
+                except DeliveryError as exc:  # this member's copy cannot be made
+                    self._record(number, member.email, transport.name, DeliveryState.FAILED,
+                                 detail=exc.message, permanent=True)
+                    report.failed.append((member.email, exc.message))
+                    settled()
+                    continue
+                # In flight from here until the transport reports: after a crash, the
+                # pending rows are exactly the messages that may have gone out unrecorded.
+                # A transport where delivering again replaces the copy (the outbox's
+                # file per member) needs no such mark, and skipping it halves the
+                # ledger writes of a send.
+                if not getattr(transport, "redelivery_replaces", False):
+                    self._record(number, member.email, transport.name, DeliveryState.PENDING,
+                                 attempts=0, message_id=message.message_id)
+                yield message
+
+        def record(outcome: Outcome) -> None:
+            if outcome.state is DeliveryState.PENDING:  # stopped before it was tried
+                return
+            msg = outcome.message
+            self._record(
+                number, msg.email, transport.name, outcome.state, detail=outcome.detail,
+                permanent=outcome.permanent, code=outcome.code, attempts=outcome.attempts,
+                message_id=msg.message_id,
+            )
+            if outcome.state is DeliveryState.SENT:
+                report.sent += 1
+            else:
+                report.failed.append((msg.email, outcome.detail or "not delivered"))
+            settled()
+
+        transport.deliver(messages(), record, stop)
+        return report
+
+    def deliveries(self, issue: int | None = None) -> LedgerSummary:
+        """The ledger summed up: counts by state per issue, every failure with its reason."""
+        if issue is not None:
+            self.issue(issue)  # an unknown number is an error, not an empty table
+        return summarise(self.store.deliveries(issue))
+
+    def _settled(self, issue: int, email: str, retry_failed: bool = False) -> bool:
+        """Sent already, or refused for good (unless asked to try those again)."""
+        row = self.store.delivery(issue, email)
+        return row is not None and (
+            row.state is DeliveryState.SENT
+            or (row.state is DeliveryState.FAILED and row.permanent and not retry_failed)
+        )
+
+    def _record(
+        self, issue: int, email: str, transport: str, state: DeliveryState, *, detail: str = "",
+        permanent: bool = False, code: int | None = None, attempts: int = 1, message_id: str = "",
+    ) -> None:
+        self.store.record_delivery(Delivery(
+            issue=issue, email=email, state=state, transport=transport, attempts=attempts,
+            permanent=permanent, code=code, detail=detail, message_id=message_id,
+            updated=self.now(),
+        ))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -32,6 +31,11 @@ def site(config: Config) -> str:
     return config.paper.base_url
 
 
+def public_url(config: Config, path: str) -> str:
+    """The public address of a file under the public folder."""
+    return site(config) + path
+
+
 def article_path(article_id: str) -> str:
     return f"articles/{article_id}.html"
 
@@ -53,8 +57,15 @@ def feed_url(config: Config, kind: str) -> str:
 
 
 def relative(from_path: str, to_path: str) -> str:
-    """A link from one archive page to another that works on any host and from file://."""
-    return posixpath.relpath(to_path, posixpath.dirname(from_path) or ".")
+    """A link from one archive page to another that works on any host and from file://.
+
+    Both are paths under the public folder, such as issues/0001.html.
+    """
+    here, there = from_path.split("/")[:-1], to_path.split("/")
+    common = 0
+    while common < min(len(here), len(there) - 1) and here[common] == there[common]:
+        common += 1
+    return "/".join([".."] * (len(here) - common) + there[common:])
 
 
 def tag_uri(config: Config, day: date, specific: str) -> str:

@@ -1,0 +1,185 @@
+"""The static web archive: issues and articles → HTML pages, by relative path.
+
+Pure apart from reading templates through the Jinja2 loader: it returns a
+mapping of path → bytes (index.html, issues/NNNN.html, articles/<id>.html,
+style.css) and the Newsroom writes it. Links between pages are relative, so
+the archive opens from disk in a browser as well as from the web server;
+the feed links and canonical addresses are absolute, from urls.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import urls
+from .config import Config
+from .errors import RenderError
+from .fragments import article_html, clean_article, credit_line, display_date, xml_safe
+from .models import Article, Issue
+
+TEMPLATES = {"index": "index.html.j2", "issue": "issue.html.j2", "article": "article.html.j2"}
+STATIC = (urls.STYLESHEET_PATH,)
+
+FEED_TITLES = {
+    "rss": "RSS",
+    "atom": "Atom",
+    "json": "JSON Feed",
+    "issues": "每期目录 (Atom)",
+}
+
+
+@dataclass(frozen=True)
+class RenderReport:
+    """What a render wrote: changed files by path; identical ones were left alone."""
+
+    written: tuple[str, ...]
+    unchanged: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"written": list(self.written), "unchanged": self.unchanged}
+
+
+def environment(search_path: Sequence[Path]) -> jinja2.Environment:
+    """Templates from the first folder that has each one (the working folder, then built-ins)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_archive(
+    issues: Sequence[Issue], articles: Sequence[Article], config: Config, env: jinja2.Environment
+) -> dict[str, bytes]:
+    """Every archive page, by its path under the public folder."""
+    by_id = {a.id: clean_article(a) for a in articles}
+    ordered = sorted(issues, key=lambda i: i.number)
+    pages: dict[str, bytes] = {}
+    for name in STATIC:
+        pages[name] = _static(env, name)
+    pages[urls.INDEX_PATH] = _page(
+        env, "index", urls.INDEX_PATH, config,
+        issues=[_issue_view(i, by_id, urls.INDEX_PATH, toc=n == 0)
+                for n, i in enumerate(reversed(ordered))],
+    )
+    for n, issue in enumerate(ordered):
+        path = urls.issue_path(issue.number)
+        neighbours = {
+            "previous": _issue_view(ordered[n - 1], by_id, path) if n else None,
+            "next": _issue_view(ordered[n + 1], by_id, path) if n + 1 < len(ordered) else None,
+        }
+        pages[path] = _page(
+            env, "issue", path, config,
+            issue=_issue_view(issue, by_id, path, toc=True),
+            articles=[_article_view(by_id[i], issue, path, config, 2)
+                      for i in issue.article_ids if i in by_id],
+            **neighbours,
+        )
+        for aid in issue.article_ids:
+            if aid not in by_id:
+                continue
+            apath = urls.article_path(aid)
+            pages[apath] = _page(
+                env, "article", apath, config,
+                article=_article_view(by_id[aid], issue, apath, config, 1),
+                issue=_issue_view(issue, by_id, apath),
+            )
+    return pages
+
+
+def _issue_view(
+    issue: Issue, by_id: Mapping[str, Article], here: str, toc: bool = False
+) -> dict[str, Any]:
+    """An issue for a template; its table of contents only where the page shows one."""
+    held = [by_id[i] for i in issue.article_ids if i in by_id]
+    return {
+        "number": issue.number,
+        "title": xml_safe(issue.title),
+        "date": display_date(issue.date),
+        "iso_date": issue.date.isoformat(),
+        "href": urls.relative(here, urls.issue_path(issue.number)),
+        "count": len(held),
+        "toc": [] if not toc else [
+            {
+                "title": a.title,
+                "kicker": a.kicker,
+                "credits": credit_line(a.byline),
+                "href": urls.relative(here, urls.article_path(a.id)),
+                "anchor": a.id,
+            }
+            for a in held
+        ],
+    }
+
+
+def _article_view(
+    article: Article, issue: Issue, here: str, config: Config, heading: int
+) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "section": article.section,
+        "date": display_date(article.date),
+        "iso_date": article.date.isoformat(),
+        "html": article_html(article, heading=heading),
+        "href": urls.relative(here, urls.article_path(article.id)),
+        "issue_href": urls.relative(here, urls.issue_path(issue.number)) + f"#{article.id}",
+    }
+
+
+def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **context: Any) -> bytes:
+    paper = config.paper
+    common = {
+        "paper": {
+            "name": xml_safe(paper.name),
+            "description": xml_safe(paper.description),
+            "language": paper.language,
+        },
+        "feeds": [
+            {"href": urls.feed_url(config, k), "type": urls.FEED_TYPES[k], "title": t}
+            for k, t in FEED_TITLES.items()
+        ],
+        "home": urls.relative(here, urls.INDEX_PATH),
+        "stylesheet": urls.relative(here, urls.STYLESHEET_PATH),
+        "canonical": urls.public_url(config, here),  # the page's public address
+    }
+    name = TEMPLATES[kind]
+    try:
+        html = env.get_template(name).render({**common, **context})
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(
+            f"{exc.filename or name}, line {exc.lineno}: {exc.message}",
+            hint="fix the template, or delete it to use the built-in one",
+        ) from None
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(
+            f"template {exc.name} not found in templates/web",
+            hint="copy it from a fresh `gongbao-feed init` folder",
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise RenderError(
+            f"templates/web/{name}: {exc}",
+            hint="check the names the template uses against the built-in one",
+        ) from None
+    return html.encode("utf-8")
+
+
+def _static(env: jinja2.Environment, name: str) -> bytes:
+    """A file shipped beside the templates (the stylesheet), as it is."""
+    try:
+        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    except jinja2.TemplateNotFound:
+        raise RenderError(
+            f"templates/web/{name} not found",
+            hint="copy it from a fresh `gongbao-feed init` folder",
+        ) from None
+    return source.encode("utf-8")
+

@@ -1,0 +1,144 @@
+"""Assemble: the articles no issue holds yet → the next numbered Issue, or why not.
+
+Pure: it takes the unissued articles, the last issue number and `now`, and
+returns a Plan; the Newsroom records the issue and writes its manifest.
+Numbers only go up (last + 1), so an issue number is never reused, and the
+articles offered are only those in no issue, so none is ever in two.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from typing import Any
+
+from .archive import RenderReport
+from .config import IssueConfig, PaperConfig
+from .fragments import display_date
+from .models import Article, Issue
+
+_MANIFEST = re.compile(r"^(\d{4,})\.json$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What assemble decided: the issue to make (or None), and why."""
+
+    issue: Issue | None
+    reason: str
+    #: Unissued articles left for a later issue (beyond max_articles, or all of them).
+    waiting: int = 0
+
+
+@dataclass(frozen=True)
+class AssembleResult:
+    """What `Newsroom.assemble` did; `to_json` is the shape `assemble --json` promises."""
+
+    plan: Plan
+    dry_run: bool = False
+    render: RenderReport | None = None
+
+    @property
+    def issue(self) -> Issue | None:
+        return self.plan.issue
+
+    @property
+    def reason(self) -> str:
+        if self.dry_run and self.plan.issue is not None:
+            return f"dry run: would make {self.plan.reason}; nothing written"
+        return self.plan.reason
+
+    def to_json(self) -> dict[str, Any]:
+        issue = self.plan.issue
+        return {
+            "issue": issue.number if issue else None,
+            "articles": list(issue.article_ids) if issue else [],
+            "reason": self.reason,
+        }
+
+
+def publication_order(article: Article) -> tuple[date, str, int, str]:
+    """Date, then page (source file), then place on the page: the order the store keeps."""
+    return (article.date, article.source, article.position, article.id)
+
+
+def issue_title(template: str, paper: str, number: int, day: date) -> str:
+    """The issue's title from the [issue] title template."""
+    return template.format(paper=paper, number=number, date=display_date(day))
+
+
+def plan_issue(
+    unissued: Sequence[Article],
+    last_number: int,
+    now: datetime,
+    settings: IssueConfig,
+    paper: PaperConfig,
+    tz: tzinfo,
+    force: bool = False,
+) -> Plan:
+    """The next issue from the articles in no issue yet, oldest first.
+
+    Takes at most `max_articles`; fewer than `min_articles` makes no issue
+    unless `force`. Nothing new never makes an issue, forced or not.
+    """
+    pending = sorted(unissued, key=publication_order)
+    if not pending:
+        return Plan(None, _since(last_number, "no new articles"))
+    chosen = pending[: settings.max_articles]
+    if len(chosen) < settings.min_articles and not force:
+        return Plan(
+            None,
+            f"{_count(len(chosen))} waiting, fewer than issue.min_articles = "
+            f"{settings.min_articles}; no issue made (--force makes one anyway)",
+            waiting=len(pending),
+        )
+    number = last_number + 1
+    day = now.astimezone(tz).date()
+    issue = Issue(
+        number=number,
+        date=day,
+        title=issue_title(settings.title, paper.name, number, day),
+        article_ids=tuple(a.id for a in chosen),
+        created=now.astimezone(tz),
+    )
+    left = len(pending) - len(chosen)
+    reason = f"issue {number} with {_count(len(chosen))}"
+    if left:
+        reason += f"; {_count(left)} wait for the next issue (issue.max_articles = " \
+                  f"{settings.max_articles})"
+    elif force and len(chosen) < settings.min_articles:
+        reason += f" (forced past issue.min_articles = {settings.min_articles})"
+    return Plan(issue, reason, waiting=left)
+
+
+def _count(n: int) -> str:
+    return f"{n} article" if n == 1 else f"{n} articles"
+
+
+def _since(last_number: int, what: str) -> str:
+    return f"{what} since issue {last_number}" if last_number else f"{what} to publish"
+
+
+# -- manifests ----------------------------------------------------------------
+
+
+def manifest_name(number: int) -> str:
+    """issues/NNNN.json: four digits, more once the paper passes issue 9999."""
+    return f"{number:04d}.json"
+
+
+def manifest_bytes(issue: Issue) -> bytes:
+    """The issue's manifest: number, date, title, article ids, created time."""
+    return (json.dumps(issue.to_json(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def last_manifest_number(names: Iterable[str]) -> int:
+    """The highest issue number among manifest file names (0 when none).
+
+    Counted along with the store's, so a lost or replaced database never
+    hands out a number a published manifest already has.
+    """
+    return max((int(m[1]) for n in names if (m := _MANIFEST.match(n))), default=0)

@@ -1,0 +1,81 @@
+"""A five-field crontab → an APScheduler 3 CronTrigger that means what cron means.
+
+APScheduler 3's `CronTrigger.from_crontab` counts weekdays from Monday = 0,
+where cron counts from Sunday = 0 (and 7): `30 7 * * 1-5` would publish
+Tuesday to Saturday. So the day-of-week field is read here with cron's
+numbering and handed over as day names, which both agree on.
+
+Cron also fires when *either* restricted day field matches, while
+APScheduler needs both; rather than run on days nobody expected, a
+crontab that restricts both is refused with a message saying so.
+
+Pure: text in, trigger (or ValueError naming the problem) out.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import tzinfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_ITEM = re.compile(r"^(?P<range>\*|(?P<first>\w+)(?:-(?P<last>\w+))?)(?:/(?P<step>\d+))?$")
+
+
+def _day(token: str) -> int:
+    token = token.lower()
+    if token.isdigit():
+        n = int(token)
+        if n > 7:
+            raise ValueError(
+                f"day of week {token} is out of range; expected 0-7 (0 and 7 = Sunday)"
+            )
+        return n % 7
+    if token in DAY_NAMES:
+        return DAY_NAMES.index(token)
+    raise ValueError(f"unknown day of week {token!r}; expected 0-7 or sun, mon, ... sat")
+
+
+def weekdays(field: str) -> str:
+    """Cron's day-of-week field as APScheduler day names (`1-5` → `mon,tue,wed,thu,fri`)."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        m = _ITEM.match(item.strip())
+        if not m:
+            raise ValueError(f"cannot read day of week {item!r}; expected e.g. 1-5 or mon-fri")
+        step = int(m["step"] or 1)
+        if step < 1:
+            raise ValueError(f"step {step} in {item!r} must be at least 1")
+        if m["range"] == "*":
+            first, last = 0, 6
+        else:
+            first = _day(m["first"])
+            last = _day(m["last"]) if m["last"] else (6 if m["step"] else first)
+            if m["last"] and m["last"] == "7":
+                last = 7  # `5-7` is Friday to Sunday
+            if last < first:
+                raise ValueError(f"day range {item!r} runs backwards")
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return ",".join(DAY_NAMES[d] for d in sorted(days))
+
+
+def crontab_trigger(expr: str, timezone: tzinfo | str) -> CronTrigger:
+    """Minute, hour, day of month, month, day of week, with cron's meaning, in `timezone`."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"expected five fields (minute hour day month weekday), got {len(fields)}"
+        )
+    minute, hour, day, month, dow = fields
+    if day != "*" and dow != "*":
+        raise ValueError(
+            "restricts both the day of the month and the day of the week; cron would run on "
+            "either, this scheduler only on both, so set one of them to *"
+        )
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month, day_of_week=weekdays(dow),
+        timezone=timezone,
+    )

@@ -1,0 +1,263 @@
+"""Feeds: published articles and issues → RSS 2.0, Atom 1.0, JSON Feed 1.1 bytes.
+
+Pure: records and config in, bytes out; the Newsroom writes them. RSS and
+Atom come from one feedgen FeedGenerator, so they hold the same entries in
+the same order, and JSON Feed is built from the same list.
+
+Two feedgen traps are closed here. It stamps the clock into `updated` and
+`lastBuildDate` unless told otherwise, so both are set from the newest
+change in the feed: the same articles give the same bytes. And
+`add_entry()` prepends by default, so every entry is added with
+`order="append"`.
+
+Ids are tag: URIs made of the article's id and date, neither of which a
+correction changes, so a corrected article updates its entry in a reader
+instead of arriving twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, tzinfo
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+from markupsafe import escape
+
+from . import urls
+from .assemble import publication_order
+from .config import Config
+from .fragments import article_html, clean_article, summary, toc_html, xml_safe
+from .models import Article, Byline, Issue
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+GENERATOR = "gongbao-feed"
+#: The `updated` of a feed with nothing in it yet: fixed, so even that renders the same.
+EMPTY_FEED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One article as every feed shows it, built once for all three formats."""
+
+    article: Article
+    id: str
+    url: str
+    published: datetime
+    updated: datetime
+    html: str
+    summary: str
+    authors: tuple[str, ...]
+    contributors: tuple[str, ...]
+
+
+def published_at(article: Article, tz: tzinfo) -> datetime:
+    """When the paper first had the article (midnight of its date if never stored)."""
+    when = article.first_seen or datetime.combine(article.date, time(), tz)
+    return when.astimezone(tz)
+
+
+def updated_at(article: Article, tz: tzinfo) -> datetime:
+    return (article.updated or published_at(article, tz)).astimezone(tz)
+
+
+def newest_first(articles: Sequence[Article], tz: tzinfo) -> list[Article]:
+    """Latest first seen first; articles that arrived together keep page order."""
+    ordered = sorted(articles, key=publication_order)
+    return sorted(ordered, key=lambda a: published_at(a, tz), reverse=True)
+
+
+def people(byline: Byline) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(authors, contributors): reporters write the piece, the rest contribute.
+
+    With no reporter credited, everyone credited is an author.
+    """
+    names = byline.names()
+    if not byline.reporters:
+        return names, ()
+    authors = tuple(dict.fromkeys(byline.reporters))
+    return authors, tuple(n for n in names if n not in authors)
+
+
+def entries(articles: Sequence[Article], config: Config) -> list[Entry]:
+    """The newest `feed.max_items` articles as feed entries, newest first."""
+    tz = config.tz
+    chosen = newest_first(articles, tz)[: config.feed.max_items]
+    out = []
+    for raw in chosen:
+        a = clean_article(raw)
+        authors, contributors = people(a.byline)
+        out.append(
+            Entry(
+                article=a,
+                id=urls.article_tag(config, a.id, a.date),
+                url=urls.article_url(config, a.id),
+                published=published_at(a, tz),
+                updated=updated_at(a, tz),
+                html=str(article_html(a, heading=None)),
+                summary=summary(a),
+                authors=authors,
+                contributors=contributors,
+            )
+        )
+    return out
+
+
+def render_feeds(
+    articles: Sequence[Article], issues: Sequence[Issue], config: Config
+) -> dict[str, bytes]:
+    """Every feed file, by its path under the public folder."""
+    items = entries(articles, config)
+    rss, atom = rss_and_atom(items, config)
+    by_id = {a.id: a for a in articles}
+    return {
+        urls.FEED_FILES["rss"]: rss,
+        urls.FEED_FILES["atom"]: atom,
+        urls.FEED_FILES["json"]: json_feed(items, config),
+        urls.FEED_FILES["issues"]: issues_feed(issues, by_id, config),
+    }
+
+
+def _newest(times: Sequence[datetime], tz: tzinfo) -> datetime:
+    return max(times, default=EMPTY_FEED_TIME).astimezone(tz)
+
+
+def _generator(config: Config, kind: str, title: str, subtitle: str) -> FeedGenerator:
+    """A FeedGenerator with the channel-level fields every feed of ours shares."""
+    fg = FeedGenerator()
+    fg.id(urls.feed_url(config, kind))
+    fg.title(xml_safe(title))
+    fg.subtitle(xml_safe(subtitle) or xml_safe(title))
+    fg.language(config.paper.language)
+    fg.author({"name": xml_safe(config.paper.name), "uri": urls.site(config)})
+    fg.generator(GENERATOR)
+    return fg
+
+
+def _links(fg: FeedGenerator, config: Config, kind: str, home: str) -> None:
+    fg.link(
+        [  # feedgen takes the last link as RSS <channel><link>: the home page
+            {"href": urls.feed_url(config, kind), "rel": "self", "type": urls.FEED_TYPES[kind]},
+            {"href": home, "rel": "alternate", "type": "text/html"},
+        ],
+        replace=True,
+    )
+
+
+def rss_and_atom(items: Sequence[Entry], config: Config) -> tuple[bytes, bytes]:
+    """RSS 2.0 and Atom 1.0 from one generator: same entries, same order."""
+    paper = config.paper
+    fg = _generator(config, "atom", paper.name, paper.description)
+    fg.load_extension("dc", atom=False, rss=True)
+    newest = _newest([e.updated for e in items], config.tz)
+    fg.updated(newest)
+    fg.lastBuildDate(newest)
+    for e in items:
+        a = e.article
+        fe = fg.add_entry(order="append")
+        fe.id(e.id)  # also the RSS guid, isPermaLink="false"
+        fe.title(a.title)
+        fe.link(href=e.url, rel="alternate", type="text/html")
+        fe.published(e.published)
+        fe.updated(e.updated)
+        # The summary goes out as escaped HTML: RSS <description> is HTML by
+        # definition, and Atom's type="html" says so, so "<" in the text stays text.
+        fe.summary(str(escape(e.summary)), type="html")  # also RSS <description>
+        fe.content(e.html, type="html")  # also RSS <content:encoded>, after it
+        if e.authors:
+            fe.author([{"name": n} for n in e.authors])
+        if e.contributors:
+            fe.contributor([{"name": n} for n in e.contributors])
+        if a.section:
+            fe.category(term=a.section)
+        names = e.authors + e.contributors
+        if names:
+            fe.dc.dc_creator(list(names))
+    _links(fg, config, "atom", urls.site(config))
+    atom = fg.atom_str(pretty=True)
+    _links(fg, config, "rss", urls.site(config))
+    rss = _hex_references(fg.rss_str(pretty=True))
+    return rss, atom
+
+
+# RSS plain-text elements, whose text never holds a raw "<" once serialised.
+_RSS_PLAIN = re.compile(rb"<(title|category|dc:creator)>([^<]*)</\1>")
+_HEX = {b"&amp;": b"&#x26;", b"&lt;": b"&#x3C;", b"&gt;": b"&#x3E;"}
+_ENTITY = re.compile(rb"&(?:amp|lt|gt);")
+
+
+def _hex_references(rss: bytes) -> bytes:
+    """Write & < > in RSS plain-text elements as &#x26; &#x3C; &#x3E;.
+
+    The same characters to any XML parser; the RSS Best Practices Profile
+    (which the W3C validator checks) asks for this form, because readers
+    disagree on whether &lt; in a title is text or markup.
+    """
+    def swap(m: re.Match[bytes]) -> bytes:
+        text = _ENTITY.sub(lambda e: _HEX[e[0]], m[2])
+        return b"<%s>%s</%s>" % (m[1], text, m[1])
+
+    return _RSS_PLAIN.sub(swap, rss)
+
+
+def json_feed(items: Sequence[Entry], config: Config) -> bytes:
+    """JSON Feed 1.1 with the same entries as RSS and Atom."""
+    paper = config.paper
+    feed: dict[str, Any] = {
+        "version": JSON_FEED_VERSION,
+        "title": xml_safe(paper.name),
+        "home_page_url": urls.site(config),
+        "feed_url": urls.feed_url(config, "json"),
+    }
+    if paper.description:
+        feed["description"] = xml_safe(paper.description)
+    feed["language"] = paper.language
+    feed["authors"] = [{"name": xml_safe(paper.name), "url": urls.site(config)}]
+    feed["items"] = [_json_item(e) for e in items]
+    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _json_item(e: Entry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": e.id,
+        "url": e.url,
+        "title": e.article.title,
+        "content_html": e.html,
+        "summary": e.summary,
+        "date_published": e.published.isoformat(),
+        "date_modified": e.updated.isoformat(),
+    }
+    names = e.authors + e.contributors
+    if names:
+        item["authors"] = [{"name": n} for n in names]
+    if e.article.section:
+        item["tags"] = [e.article.section]
+    return item
+
+
+def issues_feed(issues: Sequence[Issue], articles: Mapping[str, Article], config: Config) -> bytes:
+    """issues.xml: one Atom entry per issue, its table of contents as content."""
+    tz = config.tz
+    paper = config.paper
+    fg = _generator(config, "issues", f"{paper.name} · 每期目录", paper.description)
+    chosen = sorted(issues, key=lambda i: i.number, reverse=True)[: config.feed.max_items]
+    stamps = []
+    for issue in chosen:
+        held = [clean_article(articles[i]) for i in issue.article_ids if i in articles]
+        created = issue.created.astimezone(tz)
+        updated = max([created, *(updated_at(a, tz) for a in held)])
+        stamps.append(updated)
+        fe = fg.add_entry(order="append")
+        fe.id(urls.issue_tag(config, issue.number, issue.date))
+        fe.title(xml_safe(issue.title))
+        fe.link(href=urls.issue_url(config, issue.number), rel="alternate", type="text/html")
+        fe.published(created)
+        fe.updated(updated)
+        toc = toc_html(held, lambda a: urls.article_url(config, a.id))
+        fe.content(str(toc), type="html")
+    fg.updated(_newest(stamps, tz))
+    _links(fg, config, "issues", urls.site(config) + urls.INDEX_PATH)
+    return fg.atom_str(pretty=True)

@@ -1,0 +1,96 @@
+"""The outbox transport: each message becomes one .eml file in a folder.
+
+The embedded default: no mail server needed, and the files can be checked
+by eye, fed to a relay later (`sendmail -t < file`) or picked up by another
+tool. One folder per issue, outbox/0007/, one file per member, named from
+the address so a re-send replaces a member's file instead of adding one.
+Files are written atomically (temporary file, fsync, rename), and a message
+is reported SENT only after its rename, so the ledger never claims a file
+that is not there; after a crash between the rename and the ledger row, the
+next send writes that member's file again, replacing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from .deliver import Message, Outcome, Report
+from .files import atomic_write
+from .models import DeliveryState
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def issue_folder(root: Path, issue: int) -> Path:
+    return root / f"{issue:04d}"
+
+
+def eml_name(email: str) -> str:
+    """A file name for a member's copy: readable, stable, and unique per address.
+
+    Characters a file system might mangle become "_"; the hash keeps two
+    addresses that differ only in those characters (or in case, on a
+    case-insensitive disk) apart.
+    """
+    readable = _UNSAFE.sub("_", email)[:80].lstrip(".")
+    tag = hashlib.sha256(email.encode()).hexdigest()[:10]
+    return f"{readable}.{tag}.eml"
+
+
+class OutboxTransport:
+    """Writes each message to outbox/NNNN/<member>.eml.
+
+    Most of a file's cost is the fsync, which waits on the disk, not the
+    CPU; `writers` threads fsync side by side while the caller makes the
+    next messages. Reports still come in order, on the caller's thread, each
+    after its file's rename; at most `2 × writers` messages are in flight,
+    so memory stays flat however long the list.
+    """
+
+    name = "outbox"
+    #: Writing a member's copy again replaces their file: a repeat reaches no one twice.
+    redelivery_replaces = True
+
+    def __init__(self, root: Path, writers: int = 4) -> None:
+        self.root = root
+        self.writers = writers
+
+    def path_for(self, message: Message) -> Path:
+        return issue_folder(self.root, message.issue) / eml_name(message.email)
+
+    def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
+        in_flight: deque[tuple[Message, Future[Path]]] = deque()
+        with ThreadPoolExecutor(self.writers, thread_name_prefix="outbox") as pool:
+            try:
+                for message in messages:
+                    if stop.is_set():
+                        break
+                    in_flight.append((message, pool.submit(self._write, message)))
+                    if len(in_flight) >= 2 * self.writers:
+                        self._settle(*in_flight.popleft(), report)
+            finally:
+                while in_flight:
+                    self._settle(*in_flight.popleft(), report)
+
+    def _write(self, message: Message) -> Path:
+        path = self.path_for(message)
+        atomic_write(path, message.data, mode=0o600)
+        return path
+
+    @staticmethod
+    def _settle(message: Message, written: Future[Path], report: Report) -> None:
+        try:
+            path = written.result()
+        except OSError as exc:
+            where = exc.filename or "the outbox"
+            report(Outcome(
+                message, DeliveryState.FAILED, detail=f"cannot write {where}: {exc.strerror or exc}"
+            ))
+            return
+        report(Outcome(message, DeliveryState.SENT, detail=str(path)))

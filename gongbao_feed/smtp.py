@@ -1,0 +1,595 @@
+"""The SMTP transport: the digests go out through a relay, exactly once.
+
+Built on the standard library's smtplib. Each of `smtp.connections`
+threads holds one connection, reused for many messages and opened again
+when the relay closes it or after `smtp.messages_per_connection`. The
+pre-serialised bytes are sent as they are.
+
+Each message ends in exactly one report:
+
+    2xx to DATA                 SENT, with the relay's reply text
+    4xx, or connection lost     tried again after a growing, jittered pause,
+                                FAILED (temporary) after `smtp.max_attempts`
+    5xx                         FAILED (permanent) at once
+    stopped before its turn     PENDING (never tried) or FAILED (temporary,
+                                with the last reply) when it was waiting
+                                to be tried again
+
+A connection reports a message as soon as the relay answered DATA and
+before it starts the next one, so a crash between the relay's 2xx and the
+ledger write can repeat at most one message per connection. (So can a
+connection lost after the final dot and before the reply, which SMTP
+cannot tell from a message not taken: RFC 1047. The copy repeated keeps its
+Message-ID.) A message for several recipients is SENT when the relay took
+it for any of them; the detail names the ones refused.
+
+Problems no retry will fix — the login refused, a certificate that does
+not verify, a relay that cannot be reached — stop the whole send with a
+DeliveryError that names the setting to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import random
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config, SmtpConfig, is_loopback
+from .deliver import Message, Outcome, Report
+from .errors import DeliveryError
+from .models import DeliveryState
+
+#: How often a waiting connection looks at the stop event, in seconds.
+_POLL = 0.2
+
+
+class _NoDelay:
+    """Turn off Nagle's algorithm: a reused STARTTLS connection otherwise
+    waits on delayed ACKs and falls from hundreds to tens of messages a second."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+class _SMTP(_NoDelay, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_NoDelay, smtplib.SMTP_SSL):
+    pass
+
+
+class _Retry(Exception):
+    """A connection problem worth trying again (421 at connect, refused, reset).
+
+    `network` marks the ones below SMTP (refused, unreachable, timed out,
+    closed): at the start of a send they are reported at once, since the
+    settings are the likelier cause; during a send they are retried.
+    """
+
+    def __init__(self, message: str, hint: str, network: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.network = network
+
+
+@dataclass
+class _Link:
+    """One open connection and how many transactions it has carried."""
+
+    smtp: smtplib.SMTP
+    used: int = 0
+
+
+@dataclass
+class _Job:
+    message: Message
+    attempts: int = 0
+    last: Outcome | None = None
+    free_retry_used: bool = False
+
+
+@dataclass(order=True)
+class _Waiting:
+    due: float
+    seq: int
+    job: _Job = field(compare=False)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one transaction came to, before it is judged."""
+
+    code: int | None
+    text: str
+    stage: str
+    dropped: bool = False  # the connection is gone
+    refused: tuple[str, ...] = ()  # recipients refused while others were accepted
+
+    @property
+    def sent(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None and 500 <= self.code < 600
+
+
+def _text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", "replace")
+    return " ".join(reply.split("\n")).strip()
+
+
+class SmtpTransport:
+    """Delivers through an SMTP relay; see the module docstring for outcomes."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        settings: SmtpConfig,
+        password: str | None = None,
+        *,
+        ca_file: Path | None = None,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._rng = rng or random.Random()
+        self._password = password or ""
+        self._local_hostname: str | None = None
+        s = settings
+        if s.security == "none" and not is_loopback(s.host):
+            raise DeliveryError(
+                f'smtp.security = "none" would send mail and password in clear text to {s.host}',
+                hint='use security = "starttls" (usually port 587) or "tls" (port 465); '
+                '"none" is allowed only to a loopback address such as 127.0.0.1',
+            )
+        if s.username and not self._password:
+            raise DeliveryError(
+                f"smtp.password_env: the environment variable {s.password_env or '(none)'} "
+                f"holding the password for smtp.username {s.username!r} is not set",
+                hint=f"export {s.password_env or 'GONGBAO_SMTP_PASSWORD'}=... before sending, "
+                "or set smtp.password_env to the variable that holds it",
+            )
+        self._tls: ssl.SSLContext | None = None
+        if s.security != "none":
+            if ca_file is not None and not ca_file.is_file():
+                raise DeliveryError(
+                    f"smtp.ca_file: no such file: {ca_file}",
+                    hint="point smtp.ca_file at the relay's CA certificate (PEM), "
+                    "or leave it empty to trust the system's certificates",
+                )
+            try:
+                self._tls = ssl.create_default_context(
+                    cafile=str(ca_file) if ca_file is not None else None
+                )
+            except (ssl.SSLError, OSError) as exc:
+                raise DeliveryError(
+                    f"smtp.ca_file: {ca_file} is not a PEM certificate: {exc}",
+                    hint="point smtp.ca_file at the relay's CA certificate in PEM form",
+                ) from None
+
+    @classmethod
+    def from_config(cls, config: Config, **kwargs: Any) -> SmtpTransport:
+        """The transport `[smtp]` describes; ca_file is relative to the config file."""
+        ca = config.smtp.ca_file
+        ca_file = (config.root / ca).resolve() if ca else None
+        return cls(config.smtp, config.smtp_password(), ca_file=ca_file, **kwargs)
+
+    # -- the Transport protocol ---------------------------------------------------
+    def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
+        """Send every message over up to `smtp.connections` connections.
+
+        Returns when all are reported or `stop` is set (each connection
+        finishes and reports the message in flight first). Raises
+        DeliveryError for a problem that no retry fixes. The first
+        connection is opened before the first message is taken, so a wrong
+        password or certificate fails the send with nothing taken or sent.
+        """
+        if self._local_hostname is None:
+            self._local_hostname = socket.getfqdn()
+        run = _Run(iter(messages), report, stop, self.settings.rate)
+        first = self._connect(run, first=True)
+        if first is None:
+            return
+        workers = [
+            threading.Thread(
+                target=self._work, args=(run, first if i == 0 else None),
+                name=f"smtp-{i + 1}", daemon=True,
+            )
+            for i in range(self.settings.connections)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            for w in workers:
+                while w.is_alive():
+                    w.join(_POLL)
+        except KeyboardInterrupt:
+            stop.set()  # a library caller without signal handlers: finish in-flight, then out
+            for w in workers:
+                w.join()
+            run.report_leftovers()
+            raise
+        run.report_leftovers()
+        if run.error is not None:
+            raise run.error
+
+    # -- one connection -------------------------------------------------------------
+    def _work(self, run: _Run, link: _Link | None) -> None:
+        try:
+            while run.pace():
+                job = run.next_job()
+                if job is None:
+                    break
+                try:
+                    if link is not None and link.used >= self.settings.messages_per_connection:
+                        self._close(link, polite=True)
+                        link = None
+                    if link is None:
+                        try:
+                            link = self._connect(run)
+                        except BaseException:
+                            run.put_back(job)  # never tried: reported pending at the end
+                            raise
+                        if link is None:  # stopped while waiting to reconnect
+                            run.put_back(job)
+                            break
+                    link = self._try(link, job, run)
+                finally:
+                    run.job_done()
+        except BaseException as exc:
+            run.fail(exc)
+        finally:
+            if link is not None:
+                self._close(link, polite=True)
+
+    def _try(self, link: _Link, job: _Job, run: _Run) -> _Link | None:
+        """One transaction for one message; report it or queue it again."""
+        msg = job.message
+        reused = link.used > 0
+        link.used += 1
+        answer = self._transact(link.smtp, msg)
+        if answer.dropped:
+            self._close(link)
+            if reused and answer.stage == "MAIL FROM" and not job.free_retry_used:
+                # The relay had closed an idle or used-up connection: not the message's fault.
+                job.free_retry_used = True
+                run.retry(job, 0.0)
+                return None
+        job.attempts += 1
+        detail = f"{answer.stage}: {answer.text}" if not answer.sent else answer.text
+        if answer.sent:
+            if answer.refused:
+                detail += " (refused: " + "; ".join(answer.refused) + ")"
+            run.report(Outcome(msg, DeliveryState.SENT, False, answer.code, detail, job.attempts))
+        elif answer.permanent:
+            run.report(Outcome(msg, DeliveryState.FAILED, True, answer.code, detail, job.attempts))
+        else:
+            failed = Outcome(msg, DeliveryState.FAILED, False, answer.code, detail, job.attempts)
+            if job.attempts >= self.settings.max_attempts:
+                run.report(failed)
+            else:
+                job.last = failed
+                run.retry(job, self._pause(job.attempts))
+        return None if answer.dropped else link
+
+    def _transact(self, smtp: smtplib.SMTP, msg: Message) -> _Answer:
+        """MAIL, RCPT for each recipient, DATA; never raises for the relay's answers."""
+        stage = "MAIL FROM"
+        try:
+            options: list[str] = []
+            if not (msg.sender.isascii() and all(r.isascii() for r in msg.recipients)):
+                options.append("SMTPUTF8")
+            if not msg.data.isascii() and smtp.has_extn("8bitmime"):
+                options.append("BODY=8BITMIME")
+            code, reply = smtp.mail(msg.sender, options)
+            if code != 250:
+                return self._after_refusal(smtp, code, reply, stage)
+            refused: dict[str, tuple[int, str]] = {}
+            for rcpt in msg.recipients:
+                stage = f"RCPT TO <{rcpt}>"
+                code, reply = smtp.rcpt(rcpt)
+                if code == 421:
+                    return self._after_refusal(smtp, code, reply, stage)
+                if code not in (250, 251):
+                    refused[rcpt] = (code, _text(reply))
+            if len(refused) == len(msg.recipients):
+                # Nobody took it: retry if any refusal was temporary.
+                rcpt, (code, text) = min(refused.items(), key=lambda kv: kv[1][0])
+                self._rset(smtp)
+                return _Answer(code, text, f"RCPT TO <{rcpt}>")
+            stage = "DATA"
+            try:
+                code, reply = smtp.data(msg.data)
+            except smtplib.SMTPDataError as exc:  # no 354: the relay refused to take data
+                code, reply = exc.smtp_code, exc.smtp_error
+            if not 200 <= code < 300:
+                return self._after_refusal(smtp, code, reply, stage)
+            return _Answer(
+                code,
+                _text(reply),
+                stage,
+                refused=tuple(f"<{r}> {c} {t}" for r, (c, t) in refused.items()),
+            )
+        except smtplib.SMTPNotSupportedError as exc:
+            self._rset(smtp)
+            return _Answer(553, f"the relay does not support SMTPUTF8 ({exc})", stage)
+        except (OSError, smtplib.SMTPException) as exc:
+            return _Answer(None, f"connection lost ({exc.__class__.__name__}: {exc})", stage,
+                           dropped=True)
+
+    def _after_refusal(self, smtp: smtplib.SMTP, code: int, reply: bytes, stage: str) -> _Answer:
+        if code == 421 or code < 0:  # the relay is closing the connection
+            smtp.close()
+            return _Answer(code if code > 0 else None, _text(reply), stage, dropped=True)
+        dropped = not self._rset(smtp)
+        return _Answer(code, _text(reply), stage, dropped=dropped)
+
+    @staticmethod
+    def _rset(smtp: smtplib.SMTP) -> bool:
+        try:
+            code, _ = smtp.rset()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+            return False
+        if code != 250:
+            smtp.close()
+            return False
+        return True
+
+    def _pause(self, attempts: int) -> float:
+        """Exponential backoff with jitter: half the step fixed, half random."""
+        step = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+        return step / 2 + self._rng.uniform(0, step / 2)
+
+    # -- connecting ---------------------------------------------------------------------
+    def _connect(self, run: _Run, first: bool = False) -> _Link | None:
+        """Open, secure and log in; retry what may pass, raise what will not."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return _Link(self._open())
+            except _Retry as exc:
+                if first and exc.network:
+                    raise DeliveryError(exc.message, hint=exc.hint) from None
+                if attempt >= self.settings.max_attempts:
+                    raise DeliveryError(
+                        f"{exc.message} (after {attempt} attempts)", hint=exc.hint
+                    ) from None
+            if run.wait(self._pause(attempt)):
+                return None
+
+    def _open(self) -> smtplib.SMTP:
+        s = self.settings
+        where = f"the relay at {s.host}:{s.port}"
+        host_hint = "check smtp.host and smtp.port, and that the relay is running"
+        smtp: smtplib.SMTP | None = None
+        try:
+            if s.security == "tls":
+                smtp = _SMTP_SSL(
+                    s.host, s.port, local_hostname=self._local_hostname,
+                    timeout=s.timeout, context=self._tls,
+                )
+            else:
+                smtp = _SMTP(s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise DeliveryError(
+                        f'smtp.security = "starttls" but {where} does not offer STARTTLS',
+                        hint='use security = "tls" if this port speaks TLS from the start '
+                        "(usually 465), or check smtp.port",
+                    )
+                smtp.starttls(context=self._tls)
+                smtp.ehlo()
+            if s.username:
+                smtp.login(s.username, self._password)
+            return smtp
+        except DeliveryError:
+            _quietly_close(smtp)
+            raise
+        except smtplib.SMTPAuthenticationError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{where} refused the login for smtp.username {s.username!r}: "
+                f"{exc.smtp_code} {_text(exc.smtp_error)}",
+                hint=f"check smtp.username and the password in ${s.password_env} "
+                "(named by smtp.password_env)",
+            ) from None
+        except UnicodeEncodeError:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                "smtp.username or the password in smtp.password_env has characters outside "
+                "ASCII, which SMTP AUTH here cannot send",
+                hint=f"check smtp.username and ${s.password_env}",
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{where} does not offer AUTH, so smtp.username cannot log in ({exc})",
+                hint='relays usually offer AUTH only over TLS: check smtp.security, or leave '
+                "smtp.username empty if the relay needs no login",
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"the TLS certificate of {where} did not verify: {exc.verify_message}",
+                hint="set smtp.ca_file to the CA certificate of a private relay, and check "
+                "that smtp.host is the name (or address) the certificate is for",
+            ) from None
+        except ssl.SSLError as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"TLS with {where} failed: {exc.reason or exc}",
+                hint='check smtp.security ("starttls" on 587, "tls" on 465) and smtp.port',
+            ) from None
+        except socket.gaierror as exc:
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"cannot find the relay host {s.host!r}: {exc.strerror}",
+                hint="check smtp.host",
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            _quietly_close(smtp)
+            message = f"{where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
+            if 400 <= exc.smtp_code < 500:
+                raise _Retry(message, host_hint) from None
+            raise DeliveryError(message, hint=host_hint) from None
+        except smtplib.SMTPServerDisconnected as exc:
+            _quietly_close(smtp)
+            raise _Retry(
+                f"{where} closed the connection before it was ready ({exc})",
+                'check smtp.port and smtp.security ("tls" for a port that speaks TLS at once)',
+                network=True,
+            ) from None
+        except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found"
+            _quietly_close(smtp)
+            raise DeliveryError(
+                f"{where}: {exc}", hint="check smtp.username and smtp.security"
+            ) from None
+        except OSError as exc:  # refused, unreachable, timed out
+            _quietly_close(smtp)
+            raise _Retry(
+                f"cannot connect to {where}: {exc.strerror or exc}", host_hint, network=True
+            ) from None
+
+    @staticmethod
+    def _close(link: _Link, polite: bool = False) -> None:
+        if polite:
+            try:
+                link.smtp.quit()
+                return
+            except (OSError, smtplib.SMTPException):
+                pass
+        _quietly_close(link.smtp)
+
+
+def _quietly_close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        with contextlib.suppress(OSError):
+            smtp.close()
+
+
+class _Run:
+    """What the connections of one `deliver` call share: the queue, the
+    messages waiting to be tried again, the pace, and the first fatal error."""
+
+    def __init__(
+        self, source: Iterator[Message], report: Report, stop: threading.Event, rate: float
+    ) -> None:
+        self._source = source
+        self._exhausted = False
+        self._report = report
+        self._stop = stop
+        self._cond = threading.Condition()
+        self._report_lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._seq = 0
+        self._busy = 0
+        self._interval = 1.0 / rate if rate else 0.0
+        self._next_slot = 0.0
+        self._pace_lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def over(self) -> bool:
+        return self._stop.is_set() or self.error is not None
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep, waking for a stop or a fatal error; True if the run is over."""
+        end = time.monotonic() + seconds
+        while not self.over():
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, _POLL))
+        return True
+
+    def pace(self) -> bool:
+        """Wait for the next slot under `smtp.rate`; False if the run is over."""
+        if self._interval:
+            with self._pace_lock:
+                now = time.monotonic()
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + self._interval
+            if slot > now and self.wait(slot - now):
+                return False
+        return not self.over()
+
+    def next_job(self) -> _Job | None:
+        """A message due to be tried again, else the next new one; None when done."""
+        with self._cond:
+            while not self.over():
+                now = time.monotonic()
+                if self._waiting and self._waiting[0].due <= now:
+                    self._busy += 1
+                    return heapq.heappop(self._waiting).job
+                if not self._exhausted:
+                    try:
+                        message = next(self._source)
+                    except StopIteration:
+                        self._exhausted = True
+                        continue
+                    self._busy += 1
+                    return _Job(message)
+                if not self._waiting and not self._busy:
+                    return None
+                due = self._waiting[0].due - now if self._waiting else _POLL
+                self._cond.wait(min(due, _POLL))
+            return None
+
+    def job_done(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def retry(self, job: _Job, delay: float) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._waiting, _Waiting(time.monotonic() + delay, self._seq, job))
+            self._cond.notify_all()
+
+    def put_back(self, job: _Job) -> None:
+        """A job this connection could not try: left for the leftovers report."""
+        self.retry(job, 0.0)
+
+    def report(self, outcome: Outcome) -> None:
+        with self._report_lock:
+            self._report(outcome)
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cond:
+            if self.error is None:
+                self.error = exc
+            self._cond.notify_all()
+
+    def report_leftovers(self) -> None:
+        """Messages stopped between tries: their last failure, or pending if never tried."""
+        with self._cond:
+            left = [w.job for w in sorted(self._waiting)]
+            self._waiting.clear()
+        for job in left:
+            outcome = job.last or Outcome(job.message, DeliveryState.PENDING, attempts=job.attempts)
+            try:
+                self.report(outcome)
+            except Exception as exc:  # the ledger itself failed: keep the first error
+                self.fail(exc)
+                return

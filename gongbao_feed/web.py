@@ -1,0 +1,506 @@
+"""The web service: the public folder for feed readers and browsers, and one-click unsubscribe.
+
+Starlette (routing, requests, the body limit) under uvicorn. Two routes:
+
+- `/unsubscribe/<token>`: RFC 8058. A POST whose form says
+  `List-Unsubscribe=One-Click` unsubscribes at once; a GET only shows a page
+  with a button that makes that POST, because link scanners follow links.
+  A bad token is a 400 that changes nothing, and no answer says whether the
+  address is (still) a member.
+- everything else: a file of the public folder, with ETag, Last-Modified,
+  304 on conditional requests and gzip. Each file is read, hashed and
+  compressed once per version (inode, size, mtime) and kept in a bounded
+  in-memory cache, so a feed reader's poll costs one `stat` and a dict
+  lookup. Nothing outside the folder is reachable: dot segments, dot files,
+  backslashes and NULs are refused before the file system is asked, and the
+  resolved path (symlinks followed) must lie inside the folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import mimetypes
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.utils import formatdate, parseaddr, parsedate_to_datetime
+from pathlib import Path
+
+import anyio
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from . import tokens, urls
+from .archive import environment
+from .config import Config
+from .errors import RenderError
+from .publish import Clock, system_clock
+from .skeleton import builtin_templates
+from .store import Store
+
+#: Largest request body accepted anywhere; a one-click POST is about 30 bytes.
+MAX_BODY = 4096
+#: Files up to this size are kept in memory (with their gzip); larger ones stream from disk.
+MAX_CACHED_FILE = 2 * 1024 * 1024
+#: Bytes of file bodies (plain + gzip) the cache may hold before it forgets the oldest.
+CACHE_BUDGET = 64 * 1024 * 1024
+#: Feed readers poll; five minutes of freshness, then a cheap conditional request.
+CACHE_CONTROL = "public, max-age=300"
+
+#: The feeds' own types, from urls.py (the same table the archive advertises).
+_BY_NAME = {urls.FEED_FILES[kind]: media for kind, media in urls.FEED_TYPES.items()}
+_BY_SUFFIX = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".xml": "application/xml",
+}
+_COMPRESSIBLE = ("text/", "application/xml", "application/json", "application/feed+json",
+                 "application/rss+xml", "application/atom+xml", "image/svg+xml",
+                 "application/javascript")
+
+
+def content_type(name: str, head: bytes = b"") -> str:
+    """The media type for a public file; `.xml` feeds are told apart by their root element."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix == ".xml":
+        if b"<rss" in head:
+            return "application/rss+xml"
+        if b"<feed" in head:
+            return "application/atom+xml"
+    if suffix in _BY_SUFFIX:
+        return _BY_SUFFIX[suffix]
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def safe_parts(url_path: str) -> tuple[str, ...] | None:
+    """The path's segments if it can only name something inside the folder, else None.
+
+    `url_path` is already percent-decoded (uvicorn decodes once), so
+    `%2e%2e%2f` arrives here as `../`. Refused: `.`/`..` and dot files
+    (which also hides atomic_write's temporary files), empty segments
+    (`//etc/passwd`), backslashes, NULs and drive letters.
+    """
+    if not url_path.startswith("/") or "\\" in url_path or "\x00" in url_path:
+        return None
+    parts = url_path[1:].split("/")
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing slash names a folder
+    for part in parts:
+        if not part or part.startswith(".") or ":" in part:
+            return None
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=64)  # clients send the same few strings on every request
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when the client lists gzip (or *) without q=0."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.replace(" ", "").lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def etag_matches(if_none_match: str, *tags: str) -> str | None:
+    """The first of `tags` that If-None-Match names (weak comparison), or None."""
+    wanted = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    if "*" in wanted:
+        return tags[0]
+    for tag in tags:
+        if tag in wanted:
+            return tag
+    return None
+
+
+def not_modified_since(if_modified_since: str, mtime: int) -> bool:
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        return False
+    return mtime <= int(since.timestamp())
+
+
+Stamp = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+#: status, headers, body: what the hot path sends without building a Response.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """One version of one public file, ready to send."""
+
+    stamp: Stamp
+    probe: str  # the path as the URL names it: what the hot path stats
+    real: str  # where it resolved to, inside the folder
+    body: bytes | None  # None: too large to keep, streamed from `real`
+    gzipped: bytes | None  # None: not worth compressing
+    etag: str
+    gzip_etag: str
+    last_modified: str
+    mtime: int
+    media_type: str
+
+    @functools.cached_property
+    def fixed_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers every answer for this version carries, ETag aside."""
+        out = [
+            (b"last-modified", self.last_modified.encode()),
+            (b"cache-control", CACHE_CONTROL.encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if self.gzipped is not None:
+            out.append((b"vary", b"Accept-Encoding"))
+        return tuple(out)
+
+    @property
+    def weight(self) -> int:
+        return len(self.body or b"") + len(self.gzipped or b"")
+
+
+def load_file(probe: str, real: str) -> CachedFile:
+    """Read, hash and compress one file: the cold path, once per version.
+
+    The stamp comes from the open file, so it always describes the bytes read,
+    even when the file is replaced meanwhile.
+    """
+    name = os.path.basename(real)
+    with open(real, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        large = st.st_size > MAX_CACHED_FILE
+        body = fh.read(512 if large else -1)
+    mtime = int(st.st_mtime)
+    media_type = content_type(name, body[:512])
+    common = {
+        "stamp": _stamp(st),
+        "probe": probe,
+        "real": real,
+        "last_modified": formatdate(mtime, usegmt=True),
+        "mtime": mtime,
+        "media_type": media_type,
+    }
+    if large:
+        tag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        return CachedFile(body=None, gzipped=None, etag=tag, gzip_etag=tag, **common)
+    digest = hashlib.sha256(body).hexdigest()[:24]
+    packed: bytes | None = None
+    if media_type.startswith(_COMPRESSIBLE) and len(body) > 256:
+        packed = gzip.compress(body, compresslevel=9, mtime=0)
+        if len(packed) >= len(body):
+            packed = None
+    return CachedFile(body=body, gzipped=packed, etag=f'"{digest}"', gzip_etag=f'"{digest}-gz"',
+                      **common)
+
+
+def _inside(root: str, real: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class PublicFiles:
+    """An ASGI app serving one folder, safely and with validators; see the module docstring."""
+
+    def __init__(self, root: Path, budget: int = CACHE_BUDGET) -> None:
+        self.root = root
+        self.budget = budget
+        self._cache: OrderedDict[str, CachedFile] = OrderedDict()
+        self._held = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.respond(scope)
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+            return
+        status, headers, body = answer  # the hot path: no Response object, headers prebuilt
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def respond(self, scope: Scope) -> Answer | Response:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            return PlainTextResponse("405 Method Not Allowed", 405, headers={"Allow": "GET, HEAD"})
+        asked = _request_headers(scope["headers"])
+        if _too_long(asked.get(b"content-length")):  # never read, but still refused
+            return PlainTextResponse("413 Content Too Large", 413)
+        path: str = scope["path"]
+        entry = self._fresh(path)
+        if entry is None:
+            parts = safe_parts(path)
+            if parts is None:
+                return _not_found()
+            found = await anyio.to_thread.run_sync(self._find, path, parts)
+            if isinstance(found, Response):
+                return found
+            entry = found
+            self._remember(path, entry)  # on the event loop: the cache has one writer
+        return self._answer(entry, asked, method == "HEAD")
+
+    def _fresh(self, path: str) -> CachedFile | None:
+        """The cached version while the file on disk is still that version: one stat."""
+        entry = self._cache.get(path)
+        if entry is None:
+            return None
+        try:
+            st = os.stat(entry.probe)
+        except OSError:
+            return None
+        if _stamp(st) != entry.stamp:
+            return None
+        self._cache.move_to_end(path)
+        return entry
+
+    def _find(self, path: str, parts: tuple[str, ...]) -> CachedFile | Response:
+        """Resolve, check containment and load (in a worker thread; the loop caches it)."""
+        root = os.path.realpath(self.root)
+        probe = os.path.join(root, *parts)
+        try:
+            real = os.path.realpath(probe)
+            if not _inside(root, real):
+                return _not_found()
+            st = os.stat(real)
+            if stat.S_ISDIR(st.st_mode):
+                if not path.endswith("/"):
+                    # Relative, so it stays right behind a proxy that adds a prefix.
+                    return RedirectResponse(parts[-1] + "/", 301)
+                probe = os.path.join(probe, "index.html")
+                real = os.path.realpath(probe)
+                if not _inside(root, real):
+                    return _not_found()
+                st = os.stat(real)
+            elif path.endswith("/"):
+                return _not_found()
+            if not stat.S_ISREG(st.st_mode):
+                return _not_found()
+            return load_file(probe, real)
+        except OSError:
+            return _not_found()
+
+    def _remember(self, path: str, entry: CachedFile) -> None:
+        old = self._cache.pop(path, None)
+        if old is not None:
+            self._held -= old.weight
+        if entry.weight > self.budget:
+            return
+        self._cache[path] = entry
+        self._held += entry.weight
+        while self._held > self.budget:
+            _, dropped = self._cache.popitem(last=False)
+            self._held -= dropped.weight
+
+    @staticmethod
+    def _answer(entry: CachedFile, asked: dict[bytes, str], head_only: bool) -> Answer | Response:
+        accept = asked.get(b"accept-encoding")
+        if_none_match = asked.get(b"if-none-match")
+        if_modified_since = asked.get(b"if-modified-since")
+        use_gzip = entry.gzipped is not None and accept is not None and accepts_gzip(accept)
+        tag = entry.gzip_etag if use_gzip else entry.etag
+        if if_none_match is not None:  # when present, If-Modified-Since is ignored (RFC 9110)
+            matched = etag_matches(if_none_match, tag, entry.etag, entry.gzip_etag)
+            if matched is not None:
+                return 304, [(b"etag", matched.encode()), *entry.fixed_headers], b""
+        elif if_modified_since is not None and not_modified_since(if_modified_since, entry.mtime):
+            return 304, [(b"etag", tag.encode()), *entry.fixed_headers], b""
+        if entry.body is None:
+            extra = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+            return FileResponse(
+                entry.real, headers={"ETag": tag, **extra}, media_type=entry.media_type
+            )
+        body = entry.gzipped if use_gzip and entry.gzipped is not None else entry.body
+        headers = [
+            (b"etag", tag.encode()),
+            *entry.fixed_headers,
+            (b"content-type", entry.media_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if use_gzip:
+            headers.append((b"content-encoding", b"gzip"))
+        return 200, headers, b"" if head_only else body
+
+
+_ASKED = frozenset({b"accept-encoding", b"if-none-match", b"if-modified-since", b"content-length"})
+
+
+def _request_headers(headers: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
+    """The few request headers the file server reads (ASGI servers lower-case the names)."""
+    return {name: value.decode("latin-1") for name, value in headers if name in _ASKED}
+
+
+def _too_long(content_length: str | None) -> bool:
+    if content_length is None:
+        return False
+    try:
+        return int(content_length) > MAX_BODY
+    except ValueError:
+        return True
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("404 未找到 Not Found", 404)
+
+
+# -- unsubscribe ----------------------------------------------------------------
+
+BAD_TOKEN = (
+    "退订链接无效：链接不完整或已被改动，未做任何更改。\n"
+    "请从最近一期邮件底部的退订链接重新打开。\n\n"
+    "This unsubscribe link is not valid; nothing was changed.\n"
+)
+BAD_BODY = (
+    "一键退订请求须包含 List-Unsubscribe=One-Click（RFC 8058），未做任何更改。\n"
+    "A one-click unsubscribe POST must carry List-Unsubscribe=One-Click; nothing was changed.\n"
+)
+UNSUBSCRIBE_TEMPLATE = "unsubscribe.html.j2"
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+def mask_address(email: str) -> str:
+    """`w***@example.org`: enough for the reader to recognise, little for a shoulder-surfer."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}***@{domain}" if local else "***"
+
+
+class Unsubscribe:
+    """GET shows the button, POST with the RFC 8058 body unsubscribes; both check the token."""
+
+    def __init__(self, config: Config, store: Store, key: bytes, clock: Clock) -> None:
+        self.config = config
+        self.store = store
+        self.key = key
+        self.clock = clock
+        env = environment([config.templates_dir / "web", builtin_templates() / "web"])
+        try:
+            self.page = env.get_template(UNSUBSCRIBE_TEMPLATE)
+        except jinja2.TemplateError as exc:
+            where = getattr(exc, "filename", None) or UNSUBSCRIBE_TEMPLATE
+            line = getattr(exc, "lineno", None)
+            raise RenderError(
+                f"{where}{f', line {line}' if line else ''}: {exc.message or exc}",
+                hint="fix the template, or delete it to use the built-in one",
+            ) from None
+
+    def claims(self, token: str) -> tokens.TokenClaims | None:
+        """The token's member and issue if it is ours and names an issue that exists."""
+        try:
+            claims = tokens.verify(self.key, token)
+        except tokens.BadToken:
+            return None
+        if self.store.issue(claims.issue) is None:
+            return None
+        return claims
+
+    async def endpoint(self, request: Request) -> Response:
+        claims = await run_in_threadpool(self.claims, request.path_params["token"])
+        if claims is None:
+            return PlainTextResponse(BAD_TOKEN, 400, headers=_PAGE_HEADERS)
+        if request.method in ("GET", "HEAD"):
+            return self._render("confirm", claims)
+        async with request.form(max_files=0, max_fields=8, max_part_size=MAX_BODY) as form:
+            one_click = form.get("List-Unsubscribe") == "One-Click"
+        if not one_click:
+            return PlainTextResponse(BAD_BODY, 400, headers=_PAGE_HEADERS)
+        # The answer is the same whether or not this changed anything.
+        await run_in_threadpool(self.store.unsubscribe, claims.email, self.clock(), "one-click")
+        return self._render("done", claims)
+
+    def _render(self, state: str, claims: tokens.TokenClaims) -> Response:
+        html = self.page.render(
+            state=state,
+            paper=self.config.paper.name,
+            language=self.config.paper.language,
+            address=mask_address(claims.email),
+            issue=claims.issue,
+            contact=parseaddr(self.config.email.reply_to)[1],
+            home=self.config.paper.base_url,
+        )
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+# -- the app ----------------------------------------------------------------------
+
+def create_app(
+    config: Config, store: Store | None = None, clock: Clock = system_clock
+) -> Starlette:
+    """The ASGI app for one working folder; opens (and closes) its own store if given none."""
+    owned = store is None
+    db = store if store is not None else Store(config.database_url)
+    try:
+        unsubscribe = Unsubscribe(config, db, tokens.load_secret(config.state_dir), clock)
+    except BaseException:
+        if owned:
+            db.close()
+        raise
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                db.close()
+
+    return Starlette(
+        routes=[
+            # The body limit sits on the one route that reads a body; the file
+            # server refuses a declared body itself and never reads one, which
+            # keeps the limit's per-request cost off the feed readers' hot path.
+            Route("/unsubscribe/{token}", unsubscribe.endpoint, methods=["GET", "POST"],
+                  max_body_size=MAX_BODY),
+            Route("/{path:path}", PublicFiles(config.public_dir)),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
+    """Run the app under uvicorn until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level=config.log.level.lower(),
+        access_log=access_log,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
