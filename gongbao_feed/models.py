@@ -113,18 +113,7 @@ class Article:
 
     def to_json(self) -> dict[str, Any]:
         """The shape `gongbao-feed parse --json` promises other tools."""
-        return {
-            "id": self.id,
-            "date": self.date.isoformat(),
-            "kicker": self.kicker,
-            "title": self.title,
-            "subtitle": self.subtitle,
-            "dateline": self.dateline,
-            "byline": self.byline.to_dict(),
-            "captions": list(self.captions),
-            "paragraphs": list(self.paragraphs),
-            "section": self.section,
-        }
+        return {"id": self.id, "date": self.date.isoformat(), **self.content()}
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,10 @@ class Newsroom:
             **render_archive(issues, articles, self.config, env),
         }
         public = self.config.public_dir
-        written = tuple(path for path, data in files.items() if atomic_write(public / path, data))
+        written = tuple(
+            path for path, data in files.items()
+            if atomic_write(public / path, data, durable=False)
+        )
         return RenderReport(written, len(files) - len(written))
 
     def publish(self, stop: threading.Event | None = None) -> PublishReport:
