@@ -143,6 +143,9 @@ _BULLETS = "□■●◆◇★☆◎○▲△"
 _CREDIT_TAIL = re.compile(r"[（(]?([^。！？!?（）()]{2,48}?)[ \u3000]*摄(?:影)?[ \u3000]*[）)]?$")
 _CAPTION_START = re.compile(r"^(?:图为|图：|图:|上图|下图|左图|右图|图[①-⑩0-9０-９]|图片说明)")
 _HEADLINE_MAX = 40
+# A headline may end in ？ or ！ even though a sentence may not; such a line is
+# taken as a headline only when it stands alone right above a lead.
+_QUESTION_HEADLINE = re.compile(r"^[^。！？!?]{2,38}[？！?!][”’」』]?$")
 # A subtitle led by a dash (——记…) is a headline line however long it runs: read as
 # body text, it would hide the headline above it and the byline below it.
 _DASH_SUBTITLE = re.compile(r"^(?:——|—|－－|--)")
@@ -405,6 +408,8 @@ def _headline_start(units: list[Unit], anchor: int, floor: int) -> tuple[int, in
     start = split
     while start - 1 >= floor and split - start < 3 and units[start - 1].kind is Kind.HEADLINE:
         start -= 1
+    if start == split and start - 1 >= floor and _QUESTION_HEADLINE.match(units[start - 1].text):
+        start -= 1  # 职工福利如何更暖心？ right above a lead is its headline
     # The topmost line may instead finish the previous article's unfinished paragraph.
     while start < split - 1 and start - 1 >= floor:
         prev = units[start - 1]

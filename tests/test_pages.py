@@ -568,3 +568,25 @@ def test_ids_are_unique_when_titles_repeat() -> None:
     arts = parse_page(page, DAY).articles
     assert [a.title for a in arts] == ["简讯", "简讯"]
     assert len({a.id for a in arts}) == 2
+
+
+def test_a_question_headline_right_above_a_lead_is_the_title() -> None:
+    text = (
+        "职工福利如何更暖心？\n\n本报讯（记者 柯文）近日，区总工会召开座谈会。\n\n"
+        "代表们说，要把实事办好。\n\n“为什么要这样做？”\n\n他笑着解释了原因。\n"
+    )
+    (article,) = parse_page(text, date(2026, 11, 20)).articles
+    assert article.title == "职工福利如何更暖心？"
+    assert article.paragraphs[-2:] == ("“为什么要这样做？”", "他笑着解释了原因。")
+
+
+def test_page_headers_are_skipped_and_do_not_split_a_paragraph() -> None:
+    text = (
+        "第3版 要闻\n\n2026年11月20日 星期五\n\n园区职工食堂开张\n\n"
+        "本报讯（记者 柯文）园区第一家职工食堂开\n\n\f\n要闻 第4版\n\n张，每天供应三餐。\n"
+    )
+    page = parse_page(text, date(2026, 11, 20))
+    (article,) = page.articles
+    assert (article.kicker, article.title) == (None, "园区职工食堂开张")
+    assert article.paragraphs == ("园区第一家职工食堂开张，每天供应三餐。",)
+    assert len(page.warnings) == 3
