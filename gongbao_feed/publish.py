@@ -30,6 +30,7 @@ from .feeds import render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary, summarise
+from .ledger_batch import LedgerBatch
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
 from .models import Delivery, DeliveryState, Issue, Member, MemberStatus
 from .skeleton import builtin_templates
@@ -331,8 +332,9 @@ class Newsroom:
         report = SendReport(number, subject=digest.subject, shortened=digest.shortened)
         if dry_run:
             report.dry_run = True
+            done = self.store.settled_emails(number, retry_failed)
             for member in self.store.iter_members(active_only=True):
-                if self._settled(number, member.email, retry_failed):
+                if member.email in done:
                     report.skipped += 1
                 else:
                     report.would_send.append((member.email, member.name))
@@ -355,6 +357,12 @@ class Newsroom:
             return report
 
         total = self.store.count_members(active_only=True)
+        # Read once: rows this send writes are for members it has passed already.
+        done = self.store.settled_emails(number, retry_failed)
+        # Where a repeat replaces the copy (the outbox's file per member), ledger rows
+        # are committed in batches; see ledger_batch. Elsewhere, one commit a message.
+        replaces = getattr(transport, "redelivery_replaces", False)
+        batch = LedgerBatch(self.store) if replaces else None
 
         def settled() -> None:
             if progress is not None:
@@ -362,9 +370,7 @@ class Newsroom:
 
         def messages() -> Iterator[Message]:
             for member in self.store.iter_members(active_only=True):
-                if self._settled(number, member.email, retry_failed) or not self.store.is_active(
-                    member.email
-                ):
+                if member.email in done or not is_active(member.email):
                     report.skipped += 1
                     settled()
                     continue
@@ -381,7 +387,7 @@ class Newsroom:
                 # A transport where delivering again replaces the copy (the outbox's
                 # file per member) needs no such mark, and skipping it halves the
                 # ledger writes of a send.
-                if not getattr(transport, "redelivery_replaces", False):
+                if not replaces:
                     self._record(number, member.email, transport.name, DeliveryState.PENDING,
                                  attempts=0, message_id=message.message_id)
                 yield message
@@ -393,7 +399,7 @@ class Newsroom:
             self._record(
                 number, msg.email, transport.name, outcome.state, detail=outcome.detail,
                 permanent=outcome.permanent, code=outcome.code, attempts=outcome.attempts,
-                message_id=msg.message_id,
+                message_id=msg.message_id, batch=batch,
             )
             if outcome.state is DeliveryState.SENT:
                 report.sent += 1
@@ -401,7 +407,12 @@ class Newsroom:
                 report.failed.append((msg.email, outcome.detail or "not delivered"))
             settled()
 
-        transport.deliver(messages(), record, stop)
+        with self.store.activity_checker() as is_active:
+            try:
+                transport.deliver(messages(), record, stop)
+            finally:
+                if batch is not None:
+                    batch.flush()
         return report
 
     def deliveries(self, issue: int | None = None) -> LedgerSummary:
@@ -410,20 +421,17 @@ class Newsroom:
             self.issue(issue)  # an unknown number is an error, not an empty table
         return summarise(self.store.deliveries(issue))
 
-    def _settled(self, issue: int, email: str, retry_failed: bool = False) -> bool:
-        """Sent already, or refused for good (unless asked to try those again)."""
-        row = self.store.delivery(issue, email)
-        return row is not None and (
-            row.state is DeliveryState.SENT
-            or (row.state is DeliveryState.FAILED and row.permanent and not retry_failed)
-        )
-
     def _record(
         self, issue: int, email: str, transport: str, state: DeliveryState, *, detail: str = "",
         permanent: bool = False, code: int | None = None, attempts: int = 1, message_id: str = "",
+        batch: LedgerBatch | None = None,
     ) -> None:
-        self.store.record_delivery(Delivery(
+        row = Delivery(
             issue=issue, email=email, state=state, transport=transport, attempts=attempts,
             permanent=permanent, code=code, detail=detail, message_id=message_id,
             updated=self.now(),
-        ))
+        )
+        if batch is not None:
+            batch.add(row)
+        else:
+            self.store.record_delivery(row)

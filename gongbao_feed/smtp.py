@@ -504,7 +504,8 @@ class _Run:
         self._report_lock = threading.Lock()
         self._waiting: list[_Waiting] = []
         self._seq = 0
-        self._busy = 0
+        self._busy = 0  # connections holding a message
+        self._idle = 0  # connections waiting for one
         self._interval = 1.0 / rate if rate else 0.0
         self._next_slot = 0.0
         self._pace_lock = threading.Lock()
@@ -553,13 +554,16 @@ class _Run:
                 if not self._waiting and not self._busy:
                     return None
                 due = self._waiting[0].due - now if self._waiting else _POLL
+                self._idle += 1
                 self._cond.wait(min(due, _POLL))
+                self._idle -= 1
             return None
 
     def job_done(self) -> None:
         with self._cond:
             self._busy -= 1
-            self._cond.notify_all()
+            if self._idle:  # only at the end of a send, or while a retry waits
+                self._cond.notify_all()
 
     def retry(self, job: _Job, delay: float) -> None:
         with self._cond:

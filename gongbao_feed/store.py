@@ -9,7 +9,7 @@ Times are stored in UTC and come back timezone-aware.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -470,6 +470,21 @@ class Store:
             status = conn.execute(_MEMBER_STATUS, {"k_email": email}).scalar()
         return status == MemberStatus.ACTIVE.value
 
+    @contextmanager
+    def activity_checker(self) -> Iterator[Callable[[str], bool]]:
+        """is_active() for a send's every member: one connection held, in autocommit,
+        so each check is one statement that sees every other process's latest
+        commit (an unsubscribe from the web page counts at once), with no
+        transaction kept open between checks."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            active = MemberStatus.ACTIVE.value
+
+            def is_active(email: str) -> bool:
+                return conn.execute(_MEMBER_STATUS, {"k_email": email}).scalar() == active
+
+            yield is_active
+
     # -- the delivery ledger ------------------------------------------------
     def delivery(self, issue: int, email: str) -> Delivery | None:
         with self.engine.connect() as conn:
@@ -502,6 +517,41 @@ class Store:
             if not done:
                 conn.execute(deliveries_t.insert(), {"issue": d.issue, "email": d.email, **values})
 
+    def record_deliveries(self, rows: Sequence[Delivery]) -> None:
+        """Write many ledger rows in one transaction; each only after what it records happened."""
+        if not rows:
+            return
+        by_issue: dict[int, list[Delivery]] = {}
+        for d in rows:
+            by_issue.setdefault(d.issue, []).append(d)
+        with self.transaction() as conn:
+            for issue, group in by_issue.items():
+                emails = [d.email for d in group]
+                known = set(conn.execute(
+                    select(deliveries_t.c.email).where(
+                        and_(deliveries_t.c.issue == issue, deliveries_t.c.email.in_(emails))
+                    )
+                ).scalars())
+                old = [_delivery_params(d) for d in group if d.email in known]
+                new = [_delivery_params(d) for d in group if d.email not in known]
+                if old:
+                    conn.execute(_DELIVERY_UPDATE, old)
+                if new:
+                    conn.execute(_DELIVERY_INSERT, new)
+
+    def settled_emails(self, issue: int, retry_failed: bool = False) -> set[str]:
+        """Who needs nothing more of this issue: sent, or refused for good (unless
+        `retry_failed`). One query for a whole send instead of one per member."""
+        done = deliveries_t.c.state == DeliveryState.SENT.value
+        if not retry_failed:
+            done = done | and_(
+                deliveries_t.c.state == DeliveryState.FAILED.value,
+                deliveries_t.c.permanent.is_(True),
+            )
+        query = select(deliveries_t.c.email).where(and_(deliveries_t.c.issue == issue, done))
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
     def delivery_counts(self, issue: int | None = None) -> dict[str, int]:
         query = select(deliveries_t.c.state, func.count()).group_by(deliveries_t.c.state)
         if issue is not None:
@@ -527,6 +577,22 @@ _DELIVERY_UPDATE = (
         "state", "transport", "attempts", "permanent", "code", "detail", "message_id", "updated"
     )})
 )
+
+_DELIVERY_INSERT = deliveries_t.insert().values({
+    "issue": bindparam("k_issue"), "email": bindparam("k_email"),
+    **{c: bindparam(c) for c in (
+        "state", "transport", "attempts", "permanent", "code", "detail", "message_id", "updated"
+    )},
+})
+
+
+def _delivery_params(d: Delivery) -> dict[str, Any]:
+    return {
+        "k_issue": d.issue, "k_email": d.email, "state": d.state.value,
+        "transport": d.transport, "attempts": d.attempts, "permanent": d.permanent,
+        "code": d.code, "detail": d.detail, "message_id": d.message_id, "updated": d.updated,
+    }
+
 
 _PAGE_ORDER = (articles_t.c.date, articles_t.c.source, articles_t.c.position, articles_t.c.id)
 

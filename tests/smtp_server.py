@@ -26,7 +26,6 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,8 +393,3 @@ class SmtpTestServer:
 
 def addresses(n: int, domain: str = "members.test") -> list[str]:
     return [f"m{i:05d}@{domain}" for i in range(n)]
-
-
-def all_unique(items: Iterable[str]) -> bool:
-    items = list(items)
-    return len(items) == len(set(items))

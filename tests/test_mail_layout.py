@@ -1,0 +1,187 @@
+"""The send's shortcuts give the same bytes and keep the same promises.
+
+Mailer writes short headers itself and fills a digest cut at its slots once;
+the outbox's ledger rows are committed in batches. Each shortcut is checked
+against the slow, obvious way it replaces.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from email.headerregistry import Address
+
+import pytest
+
+from gongbao_feed.deliver import Message, Outcome
+from gongbao_feed.digest import (
+    Mailer,
+    _base64_lines,
+    _Bodies,
+    _header,
+    _list_unsubscribe,
+    _list_unsubscribe_header,
+    _message_id_header,
+    _to_header,
+    message_id,
+    personalise,
+)
+from gongbao_feed.errors import DeliveryError
+from gongbao_feed.ledger_batch import LedgerBatch
+from gongbao_feed.models import Delivery, DeliveryState, Member
+from gongbao_feed.publish import Newsroom
+
+from .helpers_mail import make_issue
+
+NOW = datetime(2026, 11, 22, 0, 45, tzinfo=UTC)
+ADDRESSES = ("a@example.org", "li.wei+news@mail.example.com", "x" * 50 + "@example.org",
+             "o'neil@example.org", "user@例子.中国")
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡"
+NAMES = (
+    "", "甲", "王五", "会员1", "会员12345678901234567890123456", "李" * 20, "李" * 40,
+    "Li Wei", "O'Brien", "J. Smith", 'Li "Lee" Si', "王, 五", "Smith, John", "陈 晓雨 (工会)",
+    "王小明 Wang", " lead", "trail ", "a  b", "Zoë", "<script>", "a&b", "=?utf-8?q?x?=",
+    "x" * 70, "ｆｕｌｌ", "王\u3000五", "李😀", "a\\b", "Jo\u0301",
+)
+
+
+def many_names(n: int = 400) -> list[str]:
+    rnd = random.Random(5)
+    pools = (SURNAMES + "晓明红华国强伟芳", "0123456789", "abcXYZ", " ,.\"'()<>@;:", "éüßΩЖ")
+    names = list(NAMES)
+    while len(names) < n:
+        pool = "".join(rnd.sample(pools, rnd.randint(1, 3)))
+        names.append("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 45))))
+    return names
+
+
+def folded(name: str, value: object) -> bytes | type[Exception]:
+    try:
+        return _header(name, value)
+    except Exception as exc:  # the shortcut must fail the same way
+        return type(exc)
+
+
+def shortcut(fn: object, *args: str) -> bytes | type[Exception]:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except Exception as exc:
+        return type(exc)
+
+
+def test_to_header_is_what_the_email_package_folds() -> None:
+    for i, name in enumerate(many_names()):
+        email = ADDRESSES[i % len(ADDRESSES)]
+        expected = folded("To", Address(display_name=name, addr_spec=email))
+        assert shortcut(_to_header, name, email) == expected, (name, email)
+    with pytest.raises(DeliveryError):
+        _to_header("王\nBcc: x@example.org", "a@example.org")
+
+
+def test_message_id_and_list_unsubscribe_are_what_the_email_package_folds() -> None:
+    for email in ADDRESSES:
+        for domain in ("news.example.org", "a-much-longer-domain-name.example.org", "例子.中国"):
+            mid = message_id(1234, email, domain)
+            assert shortcut(_message_id_header, mid) == folded("Message-ID", mid)
+    rnd = random.Random(3)
+    for _ in range(200):
+        token = "".join(rnd.choice("abcXYZ019-_.") for _ in range(rnd.randint(10, 120)))
+        url = f"https://news.example.org/unsubscribe/{token}"
+        for mailto in ("", "unsubscribe@news.example.org"):
+            value = _list_unsubscribe(url, mailto, token)
+            assert _list_unsubscribe_header(value) == _header("List-Unsubscribe", value)
+
+
+def test_bodies_filled_at_their_slots_equal_personalise(room: Newsroom) -> None:
+    make_issue(room, 3)
+    digest = room.digest()
+    bodies = _Bodies(digest)
+    for i, name in enumerate(many_names(120)):
+        member = Member(email=f"m{i}@example.org", name=name)
+        url = f"https://news.example.org/unsubscribe/t{i}"
+        html, text = personalise(digest, member, url)
+        assert bodies.fill(member, url) == (html.replace("\n", "\r\n").encode(),
+                                            text.replace("\n", "\r\n").encode())
+
+
+def test_a_message_is_the_same_bytes_as_assembled_the_slow_way(room: Newsroom) -> None:
+    make_issue(room, 2)
+    digest = room.digest()
+    mailer = Mailer(digest, room.config, b"key", NOW)
+    member = Member(email="wang@example.org", name="王五")
+    data = mailer.message(member).data
+    # Every per-member piece, made by the email package and personalise().
+    html, text = personalise(digest, member, _unsubscribe_url(data))
+    assert _base64_lines(text) in data and _base64_lines(html) in data
+    assert _header("To", Address(display_name="王五", addr_spec="wang@example.org")) in data
+
+
+def _unsubscribe_url(data: bytes) -> str:
+    line = next(x for x in data.split(b"\r\n") if x.startswith(b"List-Unsubscribe: <"))
+    return line.split(b"<", 1)[1].split(b">", 1)[0].decode()
+
+
+def row(email: str, state: DeliveryState = DeliveryState.SENT) -> Delivery:
+    return Delivery(issue=1, email=email, state=state, transport="outbox", attempts=1,
+                    updated=NOW)
+
+
+def test_a_batch_commits_at_its_size_and_on_leaving(room: Newsroom) -> None:
+    make_issue(room, 1)
+    ticks = iter(range(100))
+    with LedgerBatch(room.store, size=3, seconds=1000, clock=lambda: next(ticks)) as batch:
+        for n in range(4):
+            batch.add(row(f"m{n}@example.org"))
+        assert {d.email for d in room.store.deliveries(1)} == {f"m{n}@example.org"
+                                                               for n in range(3)}
+    assert len(room.store.deliveries(1)) == 4
+    # A row already there is updated, not duplicated.
+    room.store.record_deliveries([row("m0@example.org", DeliveryState.FAILED)])
+    states = {d.email: d.state for d in room.store.deliveries(1)}
+    assert len(states) == 4 and states["m0@example.org"] is DeliveryState.FAILED
+
+
+def test_a_batch_commits_once_its_time_is_up(room: Newsroom) -> None:
+    make_issue(room, 1)
+    now = [0.0]
+    batch = LedgerBatch(room.store, size=100, seconds=0.5, clock=lambda: now[0])
+    batch.add(row("a@example.org"))
+    assert room.store.deliveries(1) == []
+    now[0] = 0.6
+    batch.add(row("b@example.org"))
+    assert len(room.store.deliveries(1)) == 2
+
+
+class Recorder:
+    """A transport that writes nothing and reports each message sent, checking the ledger."""
+
+    name = "test"
+
+    def __init__(self, room: Newsroom, replaces: bool) -> None:
+        self.room = room
+        self.redelivery_replaces = replaces
+        self.unrecorded_seen: list[int] = []
+
+    def deliver(self, messages: object, report: object, stop: object) -> None:
+        for message in messages:  # type: ignore[attr-defined]
+            assert isinstance(message, Message)
+            report(Outcome(message, DeliveryState.SENT))  # type: ignore[operator]
+            sent = [d for d in self.room.store.deliveries(1) if d.state is DeliveryState.SENT]
+            self.unrecorded_seen.append(len(sent))
+
+
+@pytest.mark.parametrize("replaces", [False, True])
+def test_only_a_transport_whose_repeats_replace_gets_its_rows_batched(
+    room: Newsroom, replaces: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_issue(room, 1)
+    for n in range(5):
+        room.add_member(f"m{n}@example.org", f"会员{n}")
+    transport = Recorder(room, replaces)
+    monkeypatch.setattr("gongbao_feed.publish.make_transport", lambda config, via: transport)
+    report = room.send()
+    assert report.sent == 5
+    # Per-message commits are visible at once; batched ones only at the end of the send.
+    assert transport.unrecorded_seen == ([0] * 5 if replaces else [1, 2, 3, 4, 5])
+    assert len(room.store.deliveries(1)) == 5
+    assert room.send().sent == 0
