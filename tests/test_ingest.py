@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,16 +18,10 @@ from gongbao_feed.publish import Newsroom
 from gongbao_feed.store import Store
 
 from .conftest import EXAMPLE_INBOX, FixedClock
+from .helpers_cli import run
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 
-
-def run(workdir: Path, *args: str) -> tuple[int, dict | str, str]:
-    result = CliRunner().invoke(main, [*args, "--config", str(workdir / "config.toml")])
-    out = result.stdout
-    with contextlib.suppress(ValueError):
-        out = json.loads(out)
-    return result.exit_code, out, result.stderr
 
 
 def test_second_ingest_finds_nothing_new(workdir: Path) -> None:

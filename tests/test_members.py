@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import codecs
-import contextlib
-import json
 import unicodedata
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gongbao_feed.cli import main
 from gongbao_feed.errors import MemberError
 from gongbao_feed.members import clean_name, normalise_email, read_members_csv
 from gongbao_feed.models import MemberStatus
 from gongbao_feed.publish import Newsroom
 
+from .helpers_cli import run
+
 SHEET = "email,name,部门\r\nzhang.san@example.com,张三,一车间\r\nli.si@example.org,李四,工会办\r\n"
 
-
-def run(workdir: Path, *args: str) -> tuple[int, object, str]:
-    result = CliRunner().invoke(main, [*args, "--config", str(workdir / "config.toml")])
-    out: object = result.stdout
-    with contextlib.suppress(ValueError):
-        out = json.loads(result.stdout)
-    return result.exit_code, out, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gongbao_feed.cli import main
 from gongbao_feed.deliver import make_transport
 from gongbao_feed.errors import DeliveryError
 from gongbao_feed.models import DeliveryState, Member
 from gongbao_feed.outbox import eml_name
 from gongbao_feed.publish import Newsroom
 
+from .helpers_cli import run
 from .helpers_mail import bodies, make_issue, parse
 
 MEMBERS = {"a@example.com": "甲", "b@example.com": "乙", "c@example.com": "丙"}
 
-
-def run(workdir: Path, *args: str) -> tuple[int, object, str]:
-    result = CliRunner().invoke(main, [*args, "--config", str(workdir / "config.toml")])
-    out: object = result.stdout
-    with contextlib.suppress(ValueError):
-        out = json.loads(result.stdout)
-    return result.exit_code, out, result.stderr
 
 
 def join(room: Newsroom, members: dict[str, str] = MEMBERS) -> None:

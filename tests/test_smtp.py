@@ -130,10 +130,14 @@ def test_faults_lose_nothing_and_double_nothing(tmp_path: Path) -> None:
     assert len(outcomes) == len(emails)
     for email in faults.hard_fail:
         o = outcomes[email]
-        assert (o.state, o.permanent, o.code, o.attempts) == (DeliveryState.FAILED, True, 550, 1)
+        assert (o.state, o.permanent, o.code) == (DeliveryState.FAILED, True, 550)
         assert "mailbox unavailable" in o.detail and email in o.detail
+        # Never tried again after the 550. (An earlier try may have met a connection
+        # the relay had just closed; that try is counted, the 550 is final.)
+        assert [code for e, code in refusals if e == email] == [550]
     for email in [*faults.soft_fail_once, emails[15]]:
-        assert (outcomes[email].state, outcomes[email].attempts) == (DeliveryState.SENT, 2)
+        assert outcomes[email].state is DeliveryState.SENT
+        assert outcomes[email].attempts >= 2  # the 451 or the drop, then success
     assert sum(1 for _, code in refusals if code == 451) == 3
 
 
