@@ -143,9 +143,12 @@ def ingest(paths: tuple[Path, ...], on_date: date | None, as_json: bool, config_
     if as_json:
         emit(report.to_json())
     else:
+        for gone in report.gone:
+            click.echo(gone.describe())
         click.echo(
             f"ingested: {report.new} new, {report.updated} updated, "
             f"{report.unchanged} unchanged, {len(report.failed)} failed"
+            + (f", {len(report.gone)} gone" if report.gone else "")
         )
     if not report.ok:
         sys.exit(1)

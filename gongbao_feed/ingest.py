@@ -29,12 +29,30 @@ class Failure:
 
 
 @dataclass
+class Gone:
+    """An article the re-read page no longer has; kept in the store and still published.
+
+    `path` is the file as given to ingest (like `Failure.path`), so the
+    editor can open the page that dropped it.
+    """
+
+    id: str
+    title: str
+    path: str
+
+    def describe(self) -> str:
+        """One line for the terminal and the service log, the same in both."""
+        return f"gone from {self.path}: {self.title} ({self.id}), kept published"
+
+
+@dataclass
 class IngestReport:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
     failed: list[Failure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    gone: list[Gone] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -46,6 +64,7 @@ class IngestReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "gone": [{"id": g.id, "title": g.title, "path": g.path} for g in self.gone],
         }
 
 
@@ -119,6 +138,7 @@ def ingest(
         report.new += result.new
         report.updated += result.updated
         report.unchanged += result.unchanged
+        report.gone.extend(Gone(g.id, g.title, str(path)) for g in result.gone)
     return report
 
 

@@ -117,11 +117,12 @@ _DATELINE = re.compile(
     r"|(?:本报|新华社|中新社|中新网|新华网|人民网|央视网|[\u4e00-\u9fff]{2,10}(?:社|网|台|报))"
     # Without a date, 电 must stand alone (新华社北京电 （记者…）): body text such as
     # 供销合作社为职工送去电暖器 has 社…电 too, and must not start an article.
-    rf"[\u4e00-\u9fff]{{0,12}}?(?:{_NUM}月{_NUM}日电|电(?=[\s（(：:]|$))"
+    rf"[\u4e00-\u9fff]{{0,12}}?(?:{_NUM}月{_NUM}日[电讯]|电(?=[\s（(：:]|$))"
     r")"
 )
 _ROLE_WORDS = (
-    "本报特约记者|本报见习记者|本报首席记者|本报记者|本报通讯员|本报实习生|新华社记者|中新社记者"
+    "本报特约评论员|本报评论员|特约评论员|评论员"
+    "|本报特约记者|本报见习记者|本报首席记者|本报记者|本报通讯员|本报实习生|新华社记者|中新社记者"
     "|特约记者|见习记者|首席记者|摄影记者|记者|特约通讯员|通讯员|实习生"
 )
 _ROLE_SPLIT = re.compile(f"({_ROLE_WORDS})")
@@ -143,6 +144,14 @@ _BULLETS = "□■●◆◇★☆◎○▲△"
 _CREDIT_TAIL = re.compile(r"[（(]?([^。！？!?（）()]{2,48}?)[ \u3000]*摄(?:影)?[ \u3000]*[）)]?$")
 _CAPTION_START = re.compile(r"^(?:图为|图：|图:|上图|下图|左图|右图|图[①-⑩0-9０-９]|图片说明)")
 _HEADLINE_MAX = 40
+# A paragraph, never a headline, may open with when the story happened and a
+# comma: 日前， 上周， 9月5日， 今年以来， 凌晨五点半， 入冬以来，
+_OPENER = re.compile(
+    r"^(?:日前|近日|近期|近来|连日来|近年来|今年以来|今年|去年|前不久|不久前|日前|目前|眼下|如今"
+    r"|上周|本周|上月|本月|昨天|今天|昨日|今日|当天|当日|此前|早在|清晨|凌晨|深夜|傍晚|午后|入[春夏秋冬]以来"
+    r"|[0-9０-９一二三四五六七八九十]{1,4}[年月日])"
+    r"[^，,。！？、]{0,8}[，,]"
+)
 # A headline may end in ？ or ！ even though a sentence may not; such a line is
 # taken as a headline only when it stands alone right above a lead.
 _QUESTION_HEADLINE = re.compile(r"^[^。！？!?]{2,38}[？！?!][”’」』]?$")
@@ -185,9 +194,7 @@ def parse_credits(text: str) -> dict[str, list[str]] | None:
             found_role = True
             role = next((v for k, v in _ROLE_OF.items() if piece.endswith(k)), "reporters")
             continue
-        for name in re.split(r"[\s\u3000、，,；;/]+", piece):
-            if not name:
-                continue
+        for name in _padded_names(re.split(r"[\s\u3000、，,；;/]+", piece)):
             if not _NAME.match(name) or _NOT_A_NAME.search(name):
                 return None
             roles[role].append(name)
@@ -196,6 +203,35 @@ def parse_credits(text: str) -> dict[str, list[str]] | None:
     if not found_role and sum(len(v) for v in roles.values()) > 4:
         return None
     return roles
+
+
+def _padded_names(tokens: list[str]) -> list[str]:
+    """Names with their alignment padding taken out: `王　芳 李四` → 王芳, 李四.
+
+    Layout pads a two-character name to the width of a three-character one
+    (王　芳, 王 芳). A Chinese personal name is never one character, so two lone
+    Han characters side by side are the halves of one name. A lone character
+    with no partner is left as it is, and fails the name check.
+    """
+    names: list[str] = []
+    pending: str | None = None
+    for token in tokens:
+        if not token:
+            continue
+        if len(token) == 1 and "\u4e00" <= token <= "\u9fff":
+            if pending is None:
+                pending = token
+                continue
+            names.append(pending + token)
+            pending = None
+            continue
+        if pending is not None:
+            names.append(pending)
+            pending = None
+        names.append(token)
+    if pending is not None:
+        names.append(pending)
+    return names
 
 
 def _byline_of(roles: dict[str, list[str]], photographers: Iterable[str] = ()) -> Byline:
@@ -274,12 +310,18 @@ def _units(text: str) -> list[Unit]:
             and not indented
             and (not ends_sentence(current.text) or _CONTINUES.match(body))
             and not _DATELINE.match(body)
+            and not _ends_in_credit(current.text)
         ):
             current.text += body
             continue
         current = Unit(body, number, indented)
         units.append(current)
     return units
+
+
+def _ends_in_credit(text: str) -> bool:
+    """Does this line end in a photo credit (…叫好。本报记者 甲乙 摄)? Then it is finished."""
+    return text.rstrip(_SPACE + "）)").endswith(("摄", "摄影")) and split_credit(text) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -293,26 +335,49 @@ def _byline_line(text: str) -> dict[str, list[str]] | None:
     return parse_credits(stripped)
 
 
+def _headline_shaped(text: str) -> bool:
+    """Short, and no sentence ends inside it: what a headline line looks like.
+
+    A question or exclamation may end a headline (夜班，谁来守护？), but not a
+    quotation (“为什么要这样做？”), which is speech in the body.
+    """
+    limit = _DASH_SUBTITLE_MAX if _DASH_SUBTITLE.match(text) else _HEADLINE_MAX
+    if len(text) > limit or _OPENER.match(text):
+        return False
+    if not _SENTENCE_END.search(text) and not ends_sentence(text):
+        return True  # a lone （王五） ends a brief; it is no headline
+    quoted = text.startswith(("“", '"', "「")) and text.endswith(("”", '"', "」"))
+    return bool(_QUESTION_HEADLINE.match(text)) and not quoted
+
+
 def _classify(unit: Unit) -> Kind:
     text = unit.text
     if len(text) <= 40 and _FURNITURE.match(text):
         return Kind.FURNITURE
     if _CONTINUES.match(text):
-        return Kind.TEXT  # the rest of a broken paragraph, whatever it looks like
+        # The rest of a broken paragraph, whatever it looks like; its photo
+        # credit may still be glued to its end.
+        return Kind.CAPTION if _ends_in_credit(text) else Kind.TEXT
     if _DATELINE.match(text):
         return Kind.LEAD
     if len(text) <= 40 and _byline_line(text) is not None:
         return Kind.BYLINE
     if len(text) <= 200 and split_credit(text) is not None:
         return Kind.CAPTION
-    limit = _DASH_SUBTITLE_MAX if _DASH_SUBTITLE.match(text) else _HEADLINE_MAX
-    if len(text) <= limit and not _SENTENCE_END.search(text) and not ends_sentence(text):
-        return Kind.HEADLINE  # a lone （王五） ends a brief; it is no headline
+    if _headline_shaped(text):
+        return Kind.HEADLINE
     return Kind.TEXT
 
 
+def _indented_layout(units: list[Unit]) -> bool:
+    """Does this page mark paragraphs by full-width indentation (headlines flush left)?"""
+    text = [u for u in units if u.kind in (Kind.TEXT, Kind.LEAD) or u.indented]
+    # Continuations after a column break are flush left too, so the share is low.
+    return bool(text) and 5 * sum(u.indented for u in text) >= len(text)
+
+
 # ---------------------------------------------------------------------------
-# Pass 3 and 4: articles
+# Pass 3: where articles start
 
 
 @dataclass
@@ -321,6 +386,10 @@ class ParsedPage:
 
     articles: list[Article]
     warnings: list[str] = field(default_factory=list)
+
+
+#: A headline block whose score reaches this starts an article (see `headline_score`).
+HEADLINE_THRESHOLD = 3
 
 
 def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
@@ -332,45 +401,37 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
         f"line {u.line}: skipped page header {u.text!r}" for u in units if u.kind is Kind.FURNITURE
     ]
     units = [u for u in units if u.kind is not Kind.FURNITURE]
+    indented = _indented_layout(units)
+    starts = _article_starts(units, indented)
 
-    anchors = _anchors(units)
-    if not anchors:
+    spans: list[tuple[int, int, int]] = []
+    if not starts:
         if not units:
             return ParsedPage([], ["no text on the page"] if source else [])
-        warnings.append("no dateline or byline found; the page is read as one article")
-        heads = _leading_headlines(units)
-        spans = [(0, len(heads), len(units))]
-    else:
-        spans = []
-        floor = 0  # first unit the next headline may claim
-        starts: list[int] = []
-        splits: list[int] = []
-        for a in anchors:
-            start, split = _headline_start(units, a, floor)
-            starts.append(start)
-            splits.append(split)
-            floor = a + 1
-        if starts[0] > 0:
-            pre = units[: starts[0]]
-            if any(u.kind in (Kind.TEXT, Kind.CAPTION) for u in pre):
-                heads = _leading_headlines(pre)
-                spans.append((0, len(heads), starts[0]))
-                warnings.append(
-                    f"line {pre[0].line}: text before the first headline is kept as its own article"
-                )
-            else:
-                warnings.append(
-                    f"line {pre[0].line}: skipped page furniture before the first headline: "
-                    + " / ".join(u.text for u in pre)
-                )
-        for i, (start, split) in enumerate(zip(starts, splits, strict=True)):
-            end = starts[i + 1] if i + 1 < len(starts) else len(units)
-            spans.append((start, split, end))
+        warnings.append("no headline block or dateline found; the page is read as one article")
+        spans.append((0, len(_leading_headlines(units)), len(units)))
+    elif starts[0][0] > 0:
+        pre = units[: starts[0][0]]
+        if any(u.kind in (Kind.TEXT, Kind.CAPTION) for u in pre):
+            spans.append((0, len(_leading_headlines(pre)), starts[0][0]))
+            warnings.append(
+                f"line {pre[0].line}: text before the first headline is kept as its own article"
+            )
+        else:
+            warnings.append(
+                f"line {pre[0].line}: skipped page furniture before the first headline: "
+                + " / ".join(u.text for u in pre)
+            )
+    for i, (start, body) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(units)
+        spans.append((start, body, end))
 
     articles: list[Article] = []
     seen_ids: dict[str, int] = {}
     for start, body_start, end in spans:
-        art = _article(units[start:body_start], units[body_start:end], day, source, len(articles))
+        art = _article(
+            units[start:body_start], units[body_start:end], day, source, len(articles), indented
+        )
         n = seen_ids.get(art.id, 0)
         seen_ids[art.id] = n + 1
         if n:
@@ -379,51 +440,223 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
     return ParsedPage(articles, warnings)
 
 
-def _anchors(units: list[Unit]) -> list[int]:
-    anchors: list[int] = []
-    for i, u in enumerate(units):
-        if u.kind is Kind.LEAD:
-            if anchors and anchors[-1] == i - 1 and units[i - 1].kind is Kind.BYLINE:
-                continue  # 本报记者 张三 above its own dateline: one article
-            anchors.append(i)
-        elif u.kind is Kind.BYLINE:
-            prev = units[i - 1] if i else None
-            if (prev is not None and prev.kind in (Kind.HEADLINE, Kind.CAPTION)) or i == 0:
-                anchors.append(i)
-    return anchors
+def _article_starts(units: list[Unit], indented: bool) -> list[tuple[int, int]]:
+    """(first headline unit, first body unit) of each article, in page order.
 
-
-def _headline_start(units: list[Unit], anchor: int, floor: int) -> tuple[int, int]:
-    """(first headline line, first body unit) for the article anchored at `anchor`.
-
-    Captions between a headline and its lead belong to this article; captions
-    above a lead with no headline belong to the article before.
+    An article starts at a headline block that `_headline_block` accepts, or,
+    with no headline above, at a lead (or a byline line after a credit) once
+    the article before has body text of its own.
     """
-    split = anchor
-    while split - 1 >= floor and units[split - 1].kind is Kind.CAPTION:
-        if not _has_headline_above(units, split - 1, floor):
-            split = anchor
-            break
-        split -= 1
-    start = split
-    while start - 1 >= floor and split - start < 3 and units[start - 1].kind is Kind.HEADLINE:
-        start -= 1
-    if start == split and start - 1 >= floor and _QUESTION_HEADLINE.match(units[start - 1].text):
-        start -= 1  # 职工福利如何更暖心？ right above a lead is its headline
-    # The topmost line may instead finish the previous article's unfinished paragraph.
-    while start < split - 1 and start - 1 >= floor:
-        prev = units[start - 1]
-        if prev.kind in (Kind.TEXT, Kind.LEAD) and not ends_sentence(prev.text):
-            start += 1
-        else:
-            break
-    return start, (split if start < split else anchor)
+    starts: list[tuple[int, int]] = []
+    has_body = False  # has the article being read any text yet?
+    i, n = 0, len(units)
+    while i < n:
+        u = units[i]
+        if u.kind is Kind.HEADLINE and not (indented and u.indented):
+            j = i + 1  # on an indented page an indented line is never a headline
+            while j < n and units[j].kind is Kind.HEADLINE and not (indented and units[j].indented):
+                j += 1
+            block = _headline_block(units, i, j, indented)
+            if block is not None:
+                starts.append(block)
+                has_body = False
+                i = block[1]
+            else:
+                has_body = True
+                i = j
+            continue
+        # A lead, or a byline line after a credit, with no headline above it.
+        after_credit = i == 0 or units[i - 1].kind is Kind.CAPTION
+        if (has_body or not starts) and (
+            u.kind is Kind.LEAD or (u.kind is Kind.BYLINE and after_credit)
+        ):
+            starts.append((i, i))
+        has_body = has_body or u.kind is not Kind.BYLINE
+        i += 1
+    return starts
 
 
-def _has_headline_above(units: list[Unit], i: int, floor: int) -> bool:
-    while i - 1 >= floor and units[i - 1].kind is Kind.CAPTION:
-        i -= 1
-    return i - 1 >= floor and units[i - 1].kind is Kind.HEADLINE
+def _headline_block(
+    units: list[Unit], i: int, j: int, indented: bool
+) -> tuple[int, int] | None:
+    """(start, body) if some of the headline-shaped run units[i:j] is a headline block.
+
+    A block is at most three lines, the last ones of the run. Right above a
+    lead or a byline line it is always a headline (only its top line may
+    instead finish an open paragraph above); captions between the two belong
+    to the article. Above anything else it is scored by `headline_score`.
+    """
+    n = len(units)
+    k = j
+    while k < n and units[k].kind is Kind.CAPTION:
+        k += 1
+    s = max(i, j - 3)
+    if s == i and _open_above(units, s):
+        s += 1  # the top line finishes the paragraph above
+    # A question or cry is a title: only a ——subtitle may stand below it.
+    for c in range(j - 2, s - 1, -1):
+        if _CRY.search(units[c].text) and not _DASH_SUBTITLE.match(units[c + 1].text):
+            s = c + 1
+            break
+    if k < n and units[k].kind in (Kind.LEAD, Kind.BYLINE):
+        return min(s, j - 1), j
+    if j < n and _CONTINUES.match(units[j].text) and s < j - 1:
+        j -= 1  # the run's last line is the front of the paragraph that goes on below
+        s = max(i, j - 3) if s == max(i, j - 2) else s
+    if s >= j or j >= n:
+        return None
+    opener = units[j]
+    if opener.kind is Kind.CAPTION and not _glued_credit(opener.text):
+        return None  # a headline is followed by text, not by a bare credit
+    if headline_score(units, s, j, indented) >= HEADLINE_THRESHOLD:
+        return s, j
+    return None
+
+
+_CRY = re.compile(r"[？！?!][”’」』]?$")
+
+
+def _open_above(units: list[Unit], k: int) -> bool:
+    prev = units[k - 1] if k else None
+    if prev is not None and prev.kind is Kind.BYLINE:
+        return True  # a byline line stands over its article's text
+    return prev is not None and prev.kind in (Kind.TEXT, Kind.LEAD) and not ends_sentence(prev.text)
+
+
+def _glued_credit(text: str) -> bool:
+    """A body line with its photo credit at the end (…围观叫好。本报记者 甲乙 摄)."""
+    found = split_credit(text)
+    return found is not None and bool(found[0]) and bool(found[1])
+
+
+def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
+    """How strongly the short lines units[s:j] read as a headline over units[j].
+
+    Used only where nothing decides it outright (no lead or byline follows).
+    Plain text cannot always tell a headline from a column-break fragment
+    (the first piece of a paragraph cut at the bottom of a column), so the
+    neighbourhood votes; a score of `HEADLINE_THRESHOLD` or more is a headline.
+    A headline-sized line after a finished paragraph is taken as a headline
+    unless something says it is the front of a cut sentence.
+
+    =========================================================  =====
+    what the neighbourhood shows                               score
+    =========================================================  =====
+    the page starts here                                        +2
+    a photo credit or caption closes the unit above             +3
+    a brief's author （王五） closes the unit above              +2
+    the unit above runs on (no sentence end)                    -10
+    indented layout: the block is flush left                    +2
+    indented layout: a block line is indented                   -10
+    indented layout: the text below is indented / flush         +2 / -4
+    lines of a headline's size: one of 5–24 characters, or      +3
+    two or three of 4–30 (a ——subtitle may be longer)
+    one line of 1–3 characters / of more than 24                -4 / -1
+    a line with a ， that does not end in ？！                   -2
+    a line ends in ？ or ！ (it is speech, unless a lead,         -4
+    a byline or the layout says headline)
+    a line ends where no headline ends (的 和 在 把, a digit)    -4
+    a ——subtitle in the block                                   +5
+    a kicker line ending in ： above the title                  +3
+    the block's last line ends in ： (it introduces text)       -6
+    a numbered subheading or column label (一、 记者手记)        -6
+    a line opens with a time, as sentences do (今年的…)          -3
+    a line opens a quotation it does not close (“协商)          -4
+    the text below starts with 。 ” ， (it finishes a line)      -10
+    … starts like the rest of a sentence (下， 12.6%， 的)       -4
+    … opens a story (近日， 9月5日， 清晨，)                       +2
+    … is a whole paragraph of under 10 characters               -3
+    its first paragraph ends in a credit or （author）          +3
+    =========================================================  =====
+    """
+    block = units[s:j]
+    below = units[j]
+    prev = units[s - 1] if s else None
+    score = 0
+    if prev is None:
+        score += 2
+    elif prev.kind is Kind.CAPTION:
+        score += 3
+    elif not ends_sentence(prev.text):
+        score -= 10
+    elif _BRIEF_AUTHOR.search(prev.text):
+        score += 2
+    if indented:
+        score += -10 if any(u.indented for u in block) else 2
+        score += 2 if below.indented else -4
+    lines = [u.text for u in block]
+    if len(lines) == 1:
+        size = len(lines[0])
+        score += -4 if size <= 3 else 0 if size == 4 else 3 if size <= 24 else -1
+    elif all(4 <= len(t) <= 30 or _DASH_SUBTITLE.match(t) for t in lines):
+        score += 3
+    for t in lines:
+        if t.endswith(("？", "！", "?", "!")):
+            score -= 4
+        elif "，" in t:
+            score -= 2
+        if _NOT_A_HEADLINE_END.search(t):
+            score -= 4
+        if t.count("“") != t.count("”"):
+            score -= 4
+        if _SUBHEADING.match(t):
+            score -= 6
+        if _TIME_START.match(t) and not t.endswith(("？", "！", "?", "!")):
+            score -= 3
+    if any(_DASH_SUBTITLE.match(t) for t in lines[1:]):
+        score += 5
+    if len(lines) > 1 and lines[0].endswith(("：", ":")):
+        score += 3
+    if lines[-1].endswith(("：", ":")):
+        score -= 6
+    if _CONTINUES.match(below.text):
+        score -= 10
+    elif _OPENER.match(below.text):
+        score += 2
+    elif _RUNS_ON.match(below.text):
+        score -= 4
+    if len(below.text) < 10 and ends_sentence(below.text):
+        score -= 3
+    if _ends_with_credit(units, j):
+        score += 3
+    return score
+
+
+# A headline does not stop on a particle, a preposition or half a number; a
+# sentence cut by a column break often does (…的协调 / …职工1).
+_PARTICLES = "的了着和与及或在对把被将向从以由等之其并而让给得地是为"
+_NOT_A_HEADLINE_END = re.compile(rf"[{_PARTICLES}][”’]?$|[0-9０-９.．%％]$")
+# …and the rest of a cut sentence may start with one character and a comma (下，),
+# a figure (12.6%，), or a particle (的 们).
+_RUNS_ON = re.compile(
+    r"^(?:[\u4e00-\u9fff][，、]|[0-9０-９.．]+[%％万亿千百]?[，、]|[的着们地得])"
+)
+# A sentence, not a headline, opens with when it happened (今年的大赛首次设…).
+_TIME_START = re.compile(
+    r"^(?:今年|去年|近日|日前|近期|近年来|目前|上周|本周|昨天|当天|此前"
+    r"|[0-9０-９]{1,2}月[0-9０-９]{1,2}日)"
+)
+
+
+def _ends_with_credit(units: list[Unit], j: int) -> bool:
+    """Does the paragraph starting at units[j] close with a photo credit or an author?
+
+    Photo news and briefs are one paragraph and a credit; that credit is what
+    sets them apart from a paragraph of the story above.
+    """
+    n = len(units)
+    k = j
+    while k + 1 < n and units[k + 1].kind in (Kind.TEXT, Kind.HEADLINE, Kind.CAPTION) and (
+        not ends_sentence(units[k].text) or _CONTINUES.match(units[k + 1].text)
+    ):
+        k += 1
+    for unit in units[k : k + 2]:
+        if unit.kind is Kind.CAPTION:
+            return True
+        tail = _BRIEF_AUTHOR.search(unit.text)
+        if tail and parse_credits(tail.group(1)) is not None:
+            return True
+    return False
 
 
 def _leading_headlines(units: list[Unit]) -> list[Unit]:
@@ -453,13 +686,29 @@ def headline_parts(lines: list[str]) -> tuple[str | None, str, str | None]:
         first, second = lines
         if second.startswith(("——", "—", "－－", "--")):
             return None, first, second
+        if first.endswith(("：", ":")):
+            return first, second, None
         if _KICKER_START.match(first) and not _KICKER_START.match(second):
             return first, second, None
         return None, first, second
     return lines[0], lines[1], " ".join(lines[2:])
 
 
-def _article(head: list[Unit], body: list[Unit], day: date, source: str, position: int) -> Article:
+def _article(
+    head: list[Unit],
+    body: list[Unit],
+    day: date,
+    source: str,
+    position: int,
+    indented: bool = False,
+) -> Article:
+    """Pass 4: one article from its headline units and body units.
+
+    Mends column breaks: a paragraph that does not end a sentence continues in
+    the next body unit, and so does one whose next unit starts with
+    punctuation no paragraph starts with (”她说…), and, on an indented page,
+    one whose next line is flush left.
+    """
     kicker, title, subtitle = headline_parts([u.text for u in head])
     roles: dict[str, list[str]] = {}
     dateline: str | None = None
@@ -472,16 +721,30 @@ def _article(head: list[Unit], body: list[Unit], day: date, source: str, positio
         if u.kind is Kind.BYLINE and not paragraphs and not roles:
             roles = _byline_line(u.text) or {}
             continue
+        text = u.text
         if u.kind is Kind.CAPTION:
-            caption, names = split_credit(u.text) or (u.text, [])
-            if caption:
-                captions.append(caption)
+            caption, names = split_credit(text) or (text, [])
             photographers.extend(n for n in names if n not in photographers)
-            continue
-        if paragraphs and (open_para or _CONTINUES.match(u.text)):
-            paragraphs[-1] = _join(paragraphs[-1], u.text)
+            # Photo news: its one body line carries the credit (…叫好。本报记者 甲乙 摄),
+            # and so does the last piece of a paragraph cut by a column break.
+            if caption and names and not _CAPTION_START.match(caption) and (
+                open_para or not paragraphs or _CONTINUES.match(caption)
+            ):
+                text = caption
+            else:
+                if caption:
+                    captions.append(caption)
+                continue
+        runs_on = (
+            indented
+            and not u.indented
+            and u.kind in (Kind.TEXT, Kind.HEADLINE)
+            and not _SUBHEADING.match(text)
+        )
+        if paragraphs and (open_para or runs_on or _CONTINUES.match(text)):
+            paragraphs[-1] = _join(paragraphs[-1], text)
         else:
-            paragraphs.append(u.text)
+            paragraphs.append(text)
         last = paragraphs[-1]
         # A numbered or bracketed subheading stands alone; any other short
         # unpunctuated line is more likely a paragraph cut by a column break.
@@ -489,7 +752,7 @@ def _article(head: list[Unit], body: list[Unit], day: date, source: str, positio
             u.kind is Kind.HEADLINE
             and not open_para
             and len(paragraphs) > 1
-            and bool(_SUBHEADING.match(u.text))
+            and bool(_SUBHEADING.match(text))
         )
         open_para = not standalone and not ends_sentence(last)
 
@@ -501,16 +764,15 @@ def _article(head: list[Unit], body: list[Unit], day: date, source: str, positio
         if pm and lead_roles is not None:
             _merge(roles, lead_roles)
             rest = rest[pm.end():].lstrip(_SPACE + "：:")
-        elif not any(roles.values()):
-            tail = _BRIEF_AUTHOR.search(paragraphs[-1])
-            author = parse_credits(tail.group(1)) if tail else None
-            if tail and author is not None:
-                _merge(roles, author)
-                paragraphs[-1] = paragraphs[-1][: tail.start()].rstrip(_SPACE)
-                if len(paragraphs) == 1:
-                    rest = paragraphs[0][m.end():].lstrip(_SPACE + "：:")
         paragraphs[0] = rest
-        paragraphs = [p for p in paragraphs if p]
+    if paragraphs and not any(roles.values()):
+        # A brief's authors stand in parentheses at its end: …。（记者甲乙 通讯员丙丁）
+        tail = _BRIEF_AUTHOR.search(paragraphs[-1])
+        author = parse_credits(tail.group(1)) if tail else None
+        if tail and author is not None:
+            _merge(roles, author)
+            paragraphs[-1] = paragraphs[-1][: tail.start()].rstrip(_SPACE)
+    paragraphs = [p for p in paragraphs if p]
 
     if not title:
         title = _derived_title(paragraphs or captions)

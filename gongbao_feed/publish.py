@@ -86,6 +86,7 @@ class PublishReport:
             "articles": len(issue.article_ids) if issue else 0,
             "ingested": self.ingest.new + self.ingest.updated,
             "bad_pages": len(self.ingest.failed) or None,
+            "gone": len(self.ingest.gone) or None,
             "rendered": len(render.written) if render else 0,
             "sent": self.send.sent if self.send else 0,
             "failed": len(self.send.failed) if self.send else 0,

@@ -481,6 +481,8 @@ class Service:
                 return None
         for failure in report.ingest.failed:
             log.warning(line(INGEST, f"{failure.path}: {failure.error}"))
+        for gone in report.ingest.gone:
+            log.info(line(INGEST, gone.describe()))
         level = logging.WARNING if report.problems else logging.INFO
         log.log(level, line(PUBLISH, report.summary(), **report.log_fields()))
         return report
@@ -505,11 +507,15 @@ class Service:
             self._work.release()
         for failure in report.failed:
             log.warning(line(INGEST, f"{failure.path}: {failure.error}"))
-        if report.new or report.updated or report.failed:
+        for gone in report.gone:  # reported once, by the read that first missed it
+            log.info(line(INGEST, gone.describe()))
+        if report.new or report.updated or report.failed or report.gone:
             log.info(line(INGEST, "inbox read", new=report.new, updated=report.updated,
-                          unchanged=report.unchanged, failed=len(report.failed)))
+                          unchanged=report.unchanged, failed=len(report.failed),
+                          gone=len(report.gone) or None))
         else:
-            log.debug(line(INGEST, "nothing new", unchanged=report.unchanged))
+            log.debug(line(INGEST, "nothing new", unchanged=report.unchanged,
+                           gone=len(report.gone) or None))
 
     def resume(self) -> None:
         """Send the rest of the newest issue (the members a stopped send did not reach)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,23 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    or_,
     select,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from .errors import StoreError
-from .models import Article, Byline, Delivery, DeliveryState, Issue, Member, MemberStatus
+from .models import (
+    Article,
+    Byline,
+    Delivery,
+    DeliveryState,
+    Issue,
+    Member,
+    MemberStatus,
+    same_story,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -101,6 +111,15 @@ issue_articles_t = Table(
     Column("article_id", String(64), ForeignKey("articles.id"), nullable=False, unique=True),
 )
 
+# Articles a re-read page no longer has, noted once so `gone` is reported once:
+# the service re-reads every page in the inbox on each run.
+gone_t = Table(
+    "gone_articles",
+    metadata,
+    Column("article_id", String(64), ForeignKey("articles.id"), primary_key=True),
+    Column("noticed", UTCDateTime, nullable=False),
+)
+
 members_t = Table(
     "members",
     metadata,
@@ -129,10 +148,24 @@ deliveries_t = Table(
 
 
 @dataclass(frozen=True)
+class GoneArticle:
+    """An article stored from a page that a re-read of that page no longer has.
+
+    It is reported, not deleted: it may already have been mailed and be in
+    the feeds, and what was published stays published.
+    """
+
+    id: str
+    title: str
+    source: str
+
+
+@dataclass(frozen=True)
 class SaveResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    gone: list[GoneArticle] = field(default_factory=list)
 
 
 def _row_to_article(row: Any) -> Article:
@@ -246,27 +279,23 @@ class Store:
 
         All of one page in one transaction. An article is the same article
         when its id matches, or, for a corrected headline, when it stands at
-        the same place of the same source file and its old id is gone from
-        the page.
+        the same place of the same source file, its old id is gone from the
+        page and its body is substantially the same (`models.same_story`): a
+        different story put where an old one stood is a new article, so it
+        is mailed. Articles stored earlier from the same source and date that
+        the page no longer has come back as `gone`, untouched, the first time
+        a read of the page misses them (and again if they return and go).
         """
         articles = list(articles)
         new = updated = unchanged = 0
-        ids = {a.id for a in articles}
+        on_page = {a.id for a in articles}
+        saved: set[str] = set()  # stored ids this page now accounts for
         with self.transaction() as conn:
+            earlier = _page_rows(conn, articles)
             for art in articles:
                 row = conn.execute(select(articles_t).where(articles_t.c.id == art.id)).first()
                 if row is None and art.source:
-                    row = conn.execute(
-                        select(articles_t).where(
-                            and_(
-                                articles_t.c.source == art.source,
-                                articles_t.c.position == art.position,
-                                articles_t.c.date == art.date,
-                            )
-                        )
-                    ).first()
-                    if row is not None and row.id in ids:
-                        row = None
+                    row = _earlier_edition(art, earlier, on_page | saved)
                 values = _article_values(art)
                 if row is None:
                     conn.execute(
@@ -274,8 +303,11 @@ class Store:
                             id=art.id, revision=1, first_seen=now, updated=now, **values
                         )
                     )
+                    saved.add(art.id)
                     new += 1
-                elif row.content_hash != values["content_hash"]:
+                    continue
+                saved.add(row.id)
+                if row.content_hash != values["content_hash"]:
                     conn.execute(
                         articles_t.update()
                         .where(articles_t.c.id == row.id)
@@ -290,7 +322,23 @@ class Store:
                             .values(source=art.source, position=art.position)
                         )
                     unchanged += 1
-        return SaveResult(new, updated, unchanged)
+            missing = [r for r in earlier if r.id not in saved]
+            noted = set(
+                conn.execute(
+                    select(gone_t.c.article_id).where(
+                        gone_t.c.article_id.in_([r.id for r in earlier])
+                    )
+                ).scalars()
+            )
+            if noted & saved:  # back on the page in a later edition
+                conn.execute(gone_t.delete().where(gone_t.c.article_id.in_(noted & saved)))
+            fresh = [r for r in missing if r.id not in noted]
+            if fresh:
+                conn.execute(
+                    gone_t.insert(), [{"article_id": r.id, "noticed": now} for r in fresh]
+                )
+        gone = [GoneArticle(r.id, r.title, r.source) for r in fresh]
+        return SaveResult(new, updated, unchanged, gone)
 
     def article(self, article_id: str) -> Article | None:
         with self.engine.connect() as conn:
@@ -595,6 +643,37 @@ def _delivery_params(d: Delivery) -> dict[str, Any]:
 
 
 _PAGE_ORDER = (articles_t.c.date, articles_t.c.source, articles_t.c.position, articles_t.c.id)
+
+
+def _page_rows(conn: Connection, articles: Sequence[Article]) -> list[Any]:
+    """The rows stored before this save from the pages (source, date) these articles are on.
+
+    Read once, before any write, so `gone` and the corrected-headline match
+    both see the page as it was, not as this save is leaving it.
+    """
+    pages = sorted({(a.source, a.date) for a in articles if a.source})
+    if not pages:
+        return []
+    where = [and_(articles_t.c.source == src, articles_t.c.date == day) for src, day in pages]
+    return list(conn.execute(select(articles_t).where(or_(*where)).order_by(*_PAGE_ORDER)).all())
+
+
+def _earlier_edition(art: Article, earlier: Sequence[Any], taken: set[str]) -> Any | None:
+    """The stored row `art` is a later edition of, when its headline changed (its id with it).
+
+    Only a row at the same place of the same page, not claimed by an article
+    on the page under its own id or already matched, and with substantially
+    the same body. Several rows can share that place (a story that went and
+    the one that replaced it), hence every one is tried.
+    """
+    for row in earlier:
+        if (
+            row.id not in taken
+            and (row.source, row.date, row.position) == (art.source, art.date, art.position)
+            and same_story(_row_to_article(row), art)
+        ):
+            return row
+    return None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

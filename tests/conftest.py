@@ -7,10 +7,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 from gongbao_feed.config import load_config
 from gongbao_feed.publish import Newsroom
 from gongbao_feed.skeleton import init_folder
+
+# --hypothesis-profile=quick reports a failure without the (slow) shrinking.
+settings.register_profile("quick", phases=[Phase.explicit, Phase.generate])
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_INBOX = REPO / "inbox"
