@@ -2,8 +2,9 @@
 
     python bench/parse.py [--pages 1000]
 
-Writes N generated pages (several articles each, column breaks, credits,
-GB18030 and UTF-8) to a temporary folder, then times
+Writes N generated pages (three to seven articles each, mixing lead stories,
+briefs, photo news, commentaries and leadless features, with column breaks,
+credits, GB18030 and UTF-8) to a temporary folder, then times
   floor:  read each file, decode it, split it into lines;
   reader: read each file and turn it into articles (gongbao_feed.ingest.read_file).
 Prints both rates and their ratio. Target: at least 1,000 pages/s.
@@ -23,30 +24,64 @@ from gongbao_feed.pages import decode_page
 
 HAN = "工会职工劳动技能竞赛服务中心区市企业岗位安全生产培训组织活动开展推动建设发展关爱帮扶"
 NAMES = ["张明", "李红梅", "王强", "赵小川", "陈思远", "刘芳", "周建国", "吴雪"]
+OPENERS = ["近日，", "日前，", "9月5日，", "清晨，"]
+
+
+def clause(rng: random.Random) -> str:
+    return "".join(rng.choice(HAN) for _ in range(rng.randint(6, 20)))
 
 
 def sentence(rng: random.Random) -> str:
-    return "".join(rng.choice(HAN) for _ in range(rng.randint(15, 60))) + rng.choice("。。！")
+    return "，".join(clause(rng) for _ in range(rng.randint(1, 3))) + rng.choice("。。！")
 
 
-def page(rng: random.Random) -> str:
+def head(rng: random.Random, lines: int = 1) -> list[str]:
+    return ["".join(rng.choice(HAN) for _ in range(rng.randint(8, 20))) for _ in range(lines)]
+
+
+def body(rng: random.Random, n: int) -> list[str]:
+    return ["".join(sentence(rng) for _ in range(rng.randint(2, 5))) for _ in range(n)]
+
+
+def article(rng: random.Random) -> list[str]:
+    """One article of a kind a real page mixes: lead story, brief, photo news,
+    commentary, leadless feature; lines in blank-line layout."""
+    name, other = rng.sample(NAMES, 2)
+    kind = rng.choice(["lead", "lead", "brief", "photo", "commentary", "feature"])
+    if kind == "lead":
+        paras = body(rng, rng.randint(2, 6))
+        paras[0] = f"本报讯（记者 {name} 通讯员 {other}）" + paras[0]
+        blocks = head(rng, rng.randint(1, 3)) + paras
+        if rng.random() < 0.4:
+            blocks.append(f"图为{sentence(rng)}本报记者 {name} 摄")
+        return blocks
+    if kind == "brief":
+        return [*head(rng), rng.choice(OPENERS) + body(rng, 1)[0] + f"（记者{name} 通讯员{other}）"]
+    if kind == "photo":
+        credit = f"本报记者 {name} 本报通讯员 {other} 摄"
+        return [*head(rng), rng.choice(OPENERS) + sentence(rng) + credit]
+    if kind == "commentary":
+        return [head(rng)[0] + "？", f"本报评论员 {name}", *body(rng, rng.randint(2, 4))]
+    paras = body(rng, rng.randint(2, 5))
+    paras[0] = rng.choice(OPENERS) + paras[0]
+    return [*head(rng), "——" + head(rng)[0], *paras]
+
+
+def page(rng: random.Random) -> tuple[str, int]:
+    """A page's text and how many articles it holds."""
     blocks: list[str] = []
-    for _ in range(rng.randint(3, 7)):
-        blocks += ["".join(rng.choice(HAN) for _ in range(rng.randint(8, 20)))
-                   for _ in range(rng.randint(1, 3))]
-        lead = f"本报讯（记者 {rng.choice(NAMES)} 通讯员 {rng.choice(NAMES)}）"
-        paras = ["".join(sentence(rng) for _ in range(rng.randint(2, 5)))
-                 for _ in range(rng.randint(2, 6))]
-        paras[0] = lead + paras[0]
-        for p in paras:
-            if rng.random() < 0.3:
-                cut = rng.randint(1, len(p) - 2)
+    count = rng.randint(3, 7)
+    for _ in range(count):
+        for p in article(rng):
+            # A column break inside a long paragraph, after its first clause: a short
+            # unpunctuated piece after a finished paragraph would be a headline.
+            first = p.find("，")
+            if len(p) > 60 and "摄" not in p and 0 < first < len(p) - 30 and rng.random() < 0.3:
+                cut = rng.randint(first + 1, len(p) - 20)
                 blocks += [p[:cut], p[cut:]]
             else:
                 blocks.append(p)
-        if rng.random() < 0.4:
-            blocks.append(f"图为{sentence(rng)}本报记者 {rng.choice(NAMES)} 摄")
-    return "\n\n".join(blocks) + "\n"
+    return "\n\n".join(blocks) + "\n", count
 
 
 def main() -> None:
@@ -56,9 +91,11 @@ def main() -> None:
     rng = random.Random(20261126)
     with tempfile.TemporaryDirectory() as tmp:
         files = []
+        made = 0
         for i in range(args.pages):
             path = Path(tmp) / f"2026-11-20-{i:04d}.txt"
-            text = page(rng)
+            text, count = page(rng)
+            made += count
             path.write_bytes(text.encode("gb18030" if i % 4 == 0 else "utf-8"))
             files.append(path)
         size = sum(p.stat().st_size for p in files)
@@ -80,7 +117,8 @@ def main() -> None:
             best[name] = (min(times), count)
     f_t, lines = best["floor"]
     r_t, articles = best["reader"]
-    print(f"{args.pages} pages, {size / 1e6:.1f} MB, {lines} lines, {articles} articles")
+    print(f"{args.pages} pages, {size / 1e6:.1f} MB, {lines} lines, "
+          f"{articles} articles read of {made} written")
     print(f"floor  (read + decode + split lines): {args.pages / f_t:10.0f} pages/s")
     print(f"reader (read + decode + articles):    {args.pages / r_t:10.0f} pages/s")
     print(f"ratio reader/floor time: {r_t / f_t:.1f}x   target: >= 1000 pages/s "

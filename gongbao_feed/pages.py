@@ -549,10 +549,10 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
     indented layout: the block is flush left                    +2
     indented layout: a block line is indented                   -10
     indented layout: the text below is indented / flush         +2 / -4
-    lines of a headline's size: one of 5–24 characters, or      +3
+    lines of a headline's size: one of 5–20 characters, or      +3
     two or three of 4–30 (a ——subtitle may be longer)
-    one line of 1–3 characters / of more than 24                -4 / -1
-    a line with a ， that does not end in ？！                   -2
+    one line of 1–3 / 4 / 21–24 / over 24 characters            -4 / 0 / +1 / -1
+    a line with a ， that does not end in ？！                   -3
     a line ends in ？ or ！ (it is speech, unless a lead,         -4
     a byline or the layout says headline)
     a line ends where no headline ends (的 和 在 把, a digit)    -4
@@ -565,8 +565,8 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
     the text below starts with 。 ” ， (it finishes a line)      -10
     … starts like the rest of a sentence (下， 12.6%， 的)       -4
     … opens a story (近日， 9月5日， 清晨，)                       +2
-    … is a whole paragraph of under 10 characters               -3
-    its first paragraph ends in a credit or （author）          +3
+    … is a whole paragraph of five characters or fewer          -3
+    its first paragraph ends in a credit or （author）          +2
     =========================================================  =====
     """
     block = units[s:j]
@@ -587,14 +587,14 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
     lines = [u.text for u in block]
     if len(lines) == 1:
         size = len(lines[0])
-        score += -4 if size <= 3 else 0 if size == 4 else 3 if size <= 24 else -1
+        score += _SIZE_SCORE[min(size, len(_SIZE_SCORE) - 1)]
     elif all(4 <= len(t) <= 30 or _DASH_SUBTITLE.match(t) for t in lines):
         score += 3
     for t in lines:
         if t.endswith(("？", "！", "?", "!")):
             score -= 4
         elif "，" in t:
-            score -= 2
+            score -= 3
         if _NOT_A_HEADLINE_END.search(t):
             score -= 4
         if t.count("“") != t.count("”"):
@@ -615,10 +615,10 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
         score += 2
     elif _RUNS_ON.match(below.text):
         score -= 4
-    if len(below.text) < 10 and ends_sentence(below.text):
+    if len(below.text) <= 5 and ends_sentence(below.text):
         score -= 3
     if _ends_with_credit(units, j):
-        score += 3
+        score += 2
     return score
 
 
@@ -636,6 +636,10 @@ _TIME_START = re.compile(
     r"^(?:今年|去年|近日|日前|近期|近年来|目前|上周|本周|昨天|当天|此前"
     r"|[0-9０-９]{1,2}月[0-9０-９]{1,2}日)"
 )
+
+
+# The score of a one-line block by its length in characters: 0–3, 4, 5–20, 21–24, more.
+_SIZE_SCORE = [-4] * 4 + [0] + [3] * 16 + [1] * 4 + [-1]
 
 
 def _ends_with_credit(units: list[Unit], j: int) -> bool:
