@@ -16,7 +16,8 @@ $(BIN)/gongbao-feed: pyproject.toml
 
 setup: $(BIN)/gongbao-feed
 
-# Debian packages the tests drive for real (feed schema validator, browser).
+# Debian packages the tests drive for real (feed schema validator, browser,
+# PostgreSQL server: the tests start their own, no system cluster needed).
 system-deps:
 	@missing=""; \
 	for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
@@ -25,7 +26,7 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-SYSTEM_PACKAGES ?= jing chromium fonts-noto-cjk spamassassin
+SYSTEM_PACKAGES ?= jing chromium fonts-noto-cjk spamassassin postgresql
 
 # The main job on the embedded defaults: pages in, issue, feeds, archive,
 # digests in the outbox. Run it again and it finds nothing new to send.

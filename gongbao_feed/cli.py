@@ -23,8 +23,10 @@ import click
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
 from .errors import GongbaoError
 from .ingest import publication_date, read_file
+from .migrations import UPGRADE_HINT
 from .publish import Newsroom
 from .skeleton import init_folder
+from .store import Store, schema_state
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -445,3 +447,44 @@ def status(as_json: bool, config_path: Path) -> None:
     else:
         for text in report.lines():
             click.echo(text)
+
+
+@main.group()
+def db() -> None:
+    """The database schema: `db upgrade` after installing a new release."""
+
+
+@db.command("upgrade")
+@json_option
+@config_option
+@friendly
+def db_upgrade(as_json: bool, config_path: Path) -> None:
+    """Apply the pending schema migrations, then print the schema's revision.
+
+    Back up the database first. Safe to run again: at the newest revision it
+    changes nothing. A database made by release 0.1 is recognised and upgraded.
+    """
+    with Store(load_config(config_path).database_url, upgrade=True) as store:
+        report = store.schema
+    for line in report.lines():
+        click.echo(line, err=True)
+    if as_json:
+        emit(report.to_json())
+    else:
+        click.echo(report.after.describe())
+
+
+@db.command("version")
+@json_option
+@config_option
+@friendly
+def db_version(as_json: bool, config_path: Path) -> None:
+    """Print the database's schema revision and the newest this release has; changes nothing."""
+    state = schema_state(load_config(config_path).database_url)
+    if as_json:
+        emit(state.to_json())
+    else:
+        click.echo(state.describe())
+    if not (state.current or state.empty):
+        click.echo(f"hint: {UPGRADE_HINT}" if state.known else
+                   "hint: a newer gongbao-feed has upgraded it", err=True)

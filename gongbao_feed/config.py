@@ -90,6 +90,8 @@ class EmailConfig(_Section):
     list_id: str = ""
     unsubscribe_mailto: str = ""
     size_budget_kb: Annotated[int, Field(ge=20)] = 100
+    # How long a sender holds members it claimed without word from it (ledger.py).
+    claim_lease_seconds: Annotated[int, Field(ge=10)] = 300
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 

@@ -50,9 +50,9 @@ import wcwidth
 
 from . import tokens, urls
 from .config import Config
-from .deliver import Message
 from .errors import DeliveryError, RenderError
 from .fragments import clean_article, credit_line, display_date
+from .mail import Message
 from .models import Article, Byline, Issue, Member
 
 #: Plain-text lines are at most this many display columns (36 CJK characters).

@@ -1,20 +1,385 @@
-"""The delivery ledger, summed up: what `gongbao-feed deliveries` shows.
+"""The delivery ledger: who has been sent an issue, and the one owner of that rule.
 
-Pure: ledger rows in, a summary out. A row is `pending` from the moment a
-send hands the message to the transport until the relay answers; `sent`
-only after the relay's 2xx to DATA (or the outbox file's rename);
-`failed` with the relay's code and text, permanent (5xx: the next send
-leaves it alone unless asked with --retry-failed) or temporary (4xx, a lost
-connection, tries used up: the next send tries again).
+Every sender of an issue, in one process or many, on one machine or several
+that share the database, goes through the same three steps:
+
+1. `claim` the next members: a row per member, `pending`, held by this
+   sender until its lease runs out. Claiming is atomic (SQLite's write lock;
+   PostgreSQL's `FOR UPDATE SKIP LOCKED` on the members and `ON CONFLICT`
+   on the ledger row), so a member is held by at most one live sender.
+2. hand their messages to the transport;
+3. `settle` each claim from the transport's report: `sent` only after the
+   relay's 2xx to DATA or the outbox file's rename; `failed` with the
+   relay's code and text, permanent (5xx: left alone unless asked with
+   retry_failed) or temporary (the next send tries again).
+
+A claim whose sender died is taken over by another sender once its lease
+has run out. That takeover is the one place a member can get a message
+twice: the relay accepted it and the sender died before settling. Each SMTP
+connection has one message in flight, so a crash repeats at most one message
+per connection of the sender that died; the outbox replaces a member's file
+under the same name, so there a takeover repeats nothing. A claim the sender
+gives back (stopped before the message was tried) is released at once.
+
+The pure half, `summarise`, turns ledger rows into what `gongbao-feed
+deliveries` shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from .models import Delivery, DeliveryState
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from .models import Delivery, DeliveryState, Issue, Member
+from .store import Store, _row_to_member, bytewise, deliveries_t, members_t
+from .transport import Outcome
+
+PENDING, SENT, FAILED = (s.value for s in DeliveryState)
+
+
+def sender_name() -> str:
+    """Who holds a claim: host, process and a random tag (a pid can come back)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Ledger:
+    """Claims and settles one issue's deliveries for one sender.
+
+    `lease` is how long a claim is held without word from its sender; the
+    sender renews its claims while it works (`renew`, every lease/3 at most).
+    `batched` settles outcomes in groups (every `batch_size` outcomes or
+    `batch_seconds`) instead of one commit each; use it only where the
+    transport's redelivery replaces the copy, since a crash loses the group.
+    `now` is the wall clock the rows are stamped with (UTC-aware).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        issue: int,
+        *,
+        now: Callable[[], datetime],
+        transport: str,
+        lease: timedelta = timedelta(minutes=5),
+        retry_failed: bool = False,
+        batched: bool = False,
+        batch_size: int = 200,
+        batch_seconds: float = 0.5,
+        sender: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.issue = issue
+        self.now = now
+        self.transport = transport
+        self.lease = lease
+        self.retry_failed = retry_failed
+        self.batched = batched
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.sender = sender or sender_name()
+        self.monotonic = monotonic
+        self.started = now()
+        self._held: set[str] = set()
+        self._waiting: list[Outcome] = []
+        self._since = monotonic()
+        self._renewed = monotonic()
+        self._postgres = store.engine.dialect.name == "postgresql"
+
+    # -- claim --------------------------------------------------------------------
+    def claim(self, limit: int) -> list[Member]:
+        """Hold the next `limit` active members who need this issue; [] when none are left.
+
+        Needs it: no row yet; a `pending` row whose lease ran out (its sender
+        died, or an older version left it); a `failed` row that another send
+        settled, temporary or (with retry_failed) permanent.
+        """
+        self.flush()
+        self._expire_dead_local_senders()
+        now = self.now()
+        d, m = deliveries_t, members_t
+        joined = m.outerjoin(d, and_(d.c.issue == self.issue, d.c.email == m.c.email))
+        wanted = (
+            select(m.c.email)
+            .select_from(joined)
+            .where(m.c.status == "active", or_(d.c.email.is_(None), self._claimable(now)))
+            .order_by(bytewise(m.c.email))
+            .limit(limit)
+        )
+        if self._postgres:
+            wanted = wanted.with_for_update(of=m, skip_locked=True)
+        with self.store.transaction() as conn:
+            emails = list(conn.execute(wanted).scalars())
+            if not emails:
+                return []
+            got = self._upsert_claims(conn, emails, now)
+            rows = conn.execute(
+                select(m).where(m.c.email.in_(got)).order_by(bytewise(m.c.email))
+            ).all()
+        self._held.update(got)
+        self._renewed = self.monotonic()
+        return [_row_to_member(r) for r in rows]
+
+    def _expire_dead_local_senders(self) -> None:
+        """End at once the leases of senders on this host whose process is gone.
+
+        A lease is how a sender on another machine is known to be dead; on
+        this machine the process table says so sooner. A pid reused by
+        another process only keeps the lease until it runs out, as elsewhere.
+        """
+        d = deliveries_t
+        host = socket.gethostname() + ":"
+        with self.store.engine.connect() as conn:
+            holders = conn.execute(
+                select(d.c.claimed_by).distinct().where(
+                    d.c.issue == self.issue, d.c.state == PENDING, d.c.claimed_by.startswith(host)
+                )
+            ).scalars().all()
+        dead = [h for h in holders if h != self.sender and not _alive(h)]
+        if dead:
+            with self.store.transaction() as conn:
+                conn.execute(
+                    update(d)
+                    .where(d.c.issue == self.issue, d.c.state == PENDING, d.c.claimed_by.in_(dead))
+                    .values(lease_until=None)
+                )
+
+    def _claimable(self, now: datetime) -> Any:
+        d = deliveries_t
+        expired = and_(d.c.state == PENDING, or_(d.c.lease_until.is_(None), d.c.lease_until < now))
+        # Not a failure this sender settled itself: it tries each member once a send.
+        retry = and_(d.c.state == FAILED, d.c.claimed_by != self.sender)
+        if not self.retry_failed:
+            retry = and_(retry, d.c.permanent.is_(False))
+        return or_(expired, retry)
+
+    def _upsert_claims(self, conn: Connection, emails: Sequence[str], now: datetime) -> list[str]:
+        d = deliveries_t
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        held = {"state": PENDING, "claimed_by": self.sender, "lease_until": now + self.lease,
+                "transport": self.transport, "updated": now}
+        stmt = insert(d).values([
+            {"issue": self.issue, "email": e, "attempts": 0, "permanent": False, "code": None,
+             "detail": "", "message_id": "", **held}
+            for e in emails
+        ])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[d.c.issue, d.c.email], set_=held, where=self._claimable(now)
+        ).returning(d.c.email)
+        return list(conn.execute(stmt).scalars())
+
+    def renew(self, force: bool = False) -> None:
+        """Push this sender's leases forward; cheap to call often (acts every lease/3)."""
+        if not self._held:
+            return
+        if not force and self.monotonic() - self._renewed < self.lease.total_seconds() / 3:
+            return
+        d = deliveries_t
+        with self.store.transaction() as conn:
+            conn.execute(
+                update(d)
+                .where(d.c.issue == self.issue, d.c.claimed_by == self.sender, d.c.state == PENDING)
+                .values(lease_until=self.now() + self.lease)
+            )
+        self._renewed = self.monotonic()
+
+    # -- settle -------------------------------------------------------------------
+    def settle(self, outcome: Outcome) -> None:
+        """Record what the transport reported for one claimed member.
+
+        A `sent` row is never turned back: if a takeover already sent and
+        settled it, that stays. PENDING (never tried) releases the claim.
+        """
+        if outcome.state is DeliveryState.PENDING:
+            self.release([outcome.message.email])
+            return
+        self._waiting.append(outcome)
+        if (
+            not self.batched
+            or len(self._waiting) >= self.batch_size
+            or self.monotonic() - self._since >= self.batch_seconds
+        ):
+            self.flush()
+        self.renew()
+
+    def fail(self, member: Member, detail: str) -> None:
+        """Settle a claim whose message could not even be made: a permanent failure."""
+        self.flush()
+        with self.store.transaction() as conn:
+            conn.execute(_SETTLE, [self._settled_row(
+                member.email, FAILED, permanent=True, code=None, detail=detail, attempts=0,
+                message_id="",
+            )])
+        self._held.discard(member.email)
+
+    def flush(self) -> None:
+        """Commit the outcomes waiting in a batch."""
+        waiting, self._waiting = self._waiting, []
+        self._since = self.monotonic()
+        if not waiting:
+            return
+        rows = [
+            self._settled_row(
+                o.message.email, o.state.value, permanent=o.permanent, code=o.code,
+                detail=o.detail, attempts=o.attempts, message_id=o.message.message_id,
+            )
+            for o in waiting
+        ]
+        with self.store.transaction() as conn:
+            conn.execute(_SETTLE, rows)
+        self._held.difference_update(o.message.email for o in waiting)
+
+    def _settled_row(self, email: str, state: str, *, permanent: bool, code: int | None,
+                     detail: str, attempts: int, message_id: str) -> dict[str, Any]:
+        return {
+            "k_issue": self.issue, "k_email": email, "k_sender": self.sender, "state": state,
+            "transport": self.transport, "attempts": attempts, "permanent": permanent,
+            "code": code, "detail": detail, "message_id": message_id, "updated": self.now(),
+        }
+
+    def release(self, emails: Iterable[str]) -> None:
+        """Give back claims whose messages were never tried: claimable again at once.
+
+        A row made by the claim goes; a row that held an earlier failure
+        goes back to `failed` as it was.
+        """
+        emails = [e for e in emails if e in self._held]
+        if not emails:
+            return
+        self.flush()
+        d = deliveries_t
+        mine = and_(d.c.issue == self.issue, d.c.email.in_(emails), d.c.claimed_by == self.sender,
+                    d.c.state == PENDING)
+        with self.store.transaction() as conn:
+            conn.execute(delete(d).where(mine, d.c.attempts == 0, d.c.detail == ""))
+            conn.execute(update(d).where(mine).values(state=FAILED, lease_until=None))
+        self._held.difference_update(emails)
+
+    def close(self) -> None:
+        """Commit what waits, and give back every claim still held (a stop or an error)."""
+        self.flush()
+        self.release(list(self._held))
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- questions ----------------------------------------------------------------
+    def settled(self) -> set[str]:
+        """Who needs nothing more of this issue: sent, or refused for good (unless retrying)."""
+        return settled_emails(self.store, self.issue, self.retry_failed)
+
+
+def _alive(holder: str) -> bool:
+    """Is the process named in `host:pid:tag` still running on this host?"""
+    try:
+        pid = int(holder.split(":")[1])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def settled_emails(store: Store, issue: int, retry_failed: bool = False) -> set[str]:
+    """Sent, or refused for good (unless `retry_failed`): the members a send skips."""
+    d = deliveries_t
+    query = select(d.c.email).where(d.c.issue == issue, _reached(retry_failed))
+    with store.engine.connect() as conn:
+        return set(conn.execute(query).scalars())
+
+
+def _reached(retry_failed: bool = False) -> Any:
+    """The rule itself: a row that needs nothing more (sent, or refused for good)."""
+    d = deliveries_t
+    if retry_failed:
+        return d.c.state == SENT
+    return or_(d.c.state == SENT, and_(d.c.state == FAILED, d.c.permanent.is_(True)))
+
+
+def settled_active_count(store: Store, issue: int, retry_failed: bool = False) -> int:
+    """How many active members need nothing more of this issue: what a send skips."""
+    d, m = deliveries_t, members_t
+    query = (
+        select(func.count())
+        .select_from(d.join(m, m.c.email == d.c.email))
+        .where(d.c.issue == issue, m.c.status == "active", _reached(retry_failed))
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def unreached(store: Store, issue: Issue) -> int | None:
+    """How many members a send of `issue` that began has not reached; None if none began.
+
+    Counts active members who had joined when the issue was made and have
+    no `sent` row (nor a permanent failure): what the service resumes after
+    a stop or a crash. An issue with no ledger rows was never sent, and is
+    the operator's to send.
+    """
+    d, m = deliveries_t, members_t
+    with store.engine.connect() as conn:
+        began = conn.execute(
+            select(func.count()).select_from(d).where(d.c.issue == issue.number)
+        ).scalar()
+        if not began:
+            return None
+        reached = select(d.c.email).where(d.c.issue == issue.number, _reached())
+        missing = select(func.count()).select_from(m).where(
+            m.c.status == "active",
+            or_(m.c.joined.is_(None), m.c.joined <= issue.created),
+            m.c.email.not_in(reached),
+        )
+        return int(conn.execute(missing).scalar() or 0)
+
+
+def counts(store: Store, issue: int | None = None) -> dict[str, int]:
+    """Ledger rows by state (pending, sent, failed), for one issue or all."""
+    d = deliveries_t
+    query = select(d.c.state, func.count()).group_by(d.c.state)
+    if issue is not None:
+        query = query.where(d.c.issue == issue)
+    out = {s.value: 0 for s in DeliveryState}
+    with store.engine.connect() as conn:
+        for state, n in conn.execute(query).all():
+            out[state] = n
+    return out
+
+
+def summary(store: Store, issue: int | None = None) -> LedgerSummary:
+    """The ledger summed up: counts by state per issue, every failure with its reason."""
+    return summarise(store.deliveries(issue))
+
+
+_KEY = and_(deliveries_t.c.issue == bindparam("k_issue"),
+            deliveries_t.c.email == bindparam("k_email"))
+# Settling never turns a `sent` row back (a takeover may have sent and settled it);
+# `claimed_by` then names who settled the row.
+_SETTLE = (
+    update(deliveries_t)
+    .where(_KEY, deliveries_t.c.state != SENT)
+    .values({
+        **{c: bindparam(c) for c in (
+            "state", "transport", "attempts", "permanent", "code", "detail", "message_id",
+            "updated",
+        )},
+        "claimed_by": bindparam("k_sender"),
+        "lease_until": None,
+    })
+)
 
 
 @dataclass(frozen=True)

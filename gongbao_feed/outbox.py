@@ -21,8 +21,9 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from .deliver import Message, Outcome, Report
+from .mail import Message
 from .models import DeliveryState
+from .transport import Outcome, Report
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 

@@ -126,6 +126,7 @@ _ROLE_WORDS = (
     "|特约记者|见习记者|首席记者|摄影记者|记者|特约通讯员|通讯员|实习生"
 )
 _ROLE_SPLIT = re.compile(f"({_ROLE_WORDS})")
+_ROLE_ONLY = re.compile(f"^[□■]?(?:{_ROLE_WORDS})$")
 _ROLE_OF = {"通讯员": "correspondents", "实习生": "interns"}
 _NAME = re.compile(
     r"^(?:[\u4e00-\u9fff]{2,4}|[\u4e00-\u9fff]{1,8}(?:[·•・][\u4e00-\u9fff]{1,8})+"
@@ -141,9 +142,34 @@ _NOT_A_NAME = re.compile(
     r"|手记|札记|随笔|观察|述评|调查|探访|连线|专访|视点)$"
 )
 _BULLETS = "□■●◆◇★☆◎○▲△"
-_CREDIT_TAIL = re.compile(r"[（(]?([^。！？!?（）()]{2,48}?)[ \u3000]*摄(?:影)?[ \u3000]*[）)]?$")
+_CREDIT_TAIL = re.compile(
+    r"[（(]?([^。！？!?（）()]{2,48}?)[ \u3000]*摄(?:影)?(?:报道)?[ \u3000]*[）)]?$"
+)
+_CREDIT_ENDS = ("摄", "摄影", "摄影报道")
 _CAPTION_START = re.compile(r"^(?:图为|图：|图:|上图|下图|左图|右图|图[①-⑩0-9０-９]|图片说明)")
 _HEADLINE_MAX = 40
+_REPORTED_BY = re.compile(
+    r"^((?:本报)?(?:记者|通讯员|实习生)[^，。！？（）()]{1,40}?)[ \u3000]*报道[ \u3000]*"
+)
+_SIGNED = re.compile(r"(?<=[。！？”])[ \u3000]*(?:读者[ \u3000]*)?([\u4e00-\u9fff]{2,3})$")
+# A source note closes a paragraph as a full stop does: …政府行为。据《中国青年报》
+_SOURCE_END = re.compile(r"(?:据|摘自|来源[:：]?)《[^《》]{1,30}》$")
+# A photo credited to an organisation: 仁寿县总工会供图, 受访者供图.
+_ORG_CREDIT = re.compile(r"^[^，。！？、]{2,20}(?:供图|提供)$")
+# Column labels printed over a story: a headline line whatever their length.
+_COLUMN_LABEL = re.compile(
+    r"^[■□●◆▲★]?[ \u3000]*(?:图片新闻|新闻图片|开栏的话|开栏语|时事点评|本报评论|短评|快评|简讯"
+    r"|快讯|图说|图说新闻|新闻速递|工会动态|基层动态|一线传真|信息|链接)$"
+)
+# Common surnames, for a bare author's name standing alone under a headline (韩星海).
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
+    "龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞"
+    "左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕"
+    "屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧"
+    "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
 # A paragraph, never a headline, may open with when the story happened and a
 # comma: 日前， 上周， 9月5日， 今年以来， 凌晨五点半， 入冬以来，
 _OPENER = re.compile(
@@ -169,9 +195,20 @@ _SUBHEADING = re.compile(
 
 
 def ends_sentence(text: str) -> bool:
-    """Does this text end a paragraph (。！？…, closing quotes allowed)?"""
+    """Does this text end a paragraph (。！？…, closing quotes allowed, or a source note)?"""
     text = text.rstrip(_SPACE)
-    return bool(_TERMINAL.search(text) or _BRIEF_AUTHOR.search(text))
+    return bool(_TERMINAL.search(text) or _BRIEF_AUTHOR.search(text) or _SOURCE_END.search(text))
+
+
+def _signature(text: str) -> re.Match[str] | None:
+    """`…。汪诚` or `…。 读者 薛芳玲`: a name signed after the last sentence.
+
+    Only where an article may end (above a headline, at the end of an
+    article): mid-page, `…。李书记` may be the front of a sentence a column
+    break cut.
+    """
+    m = _SIGNED.search(text)
+    return m if m and m.group(1)[0] in _SURNAMES else None
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +284,7 @@ def split_credit(text: str) -> tuple[str | None, list[str]] | None:
     """`图为…。通讯员 王五 摄` → ("图为…。", ["王五"]); None if not a caption/credit."""
     stripped = text.strip(_SPACE)
     tail = max(0, len(stripped) - 60)  # credits are short: search only the end
-    m = _CREDIT_TAIL.search(stripped, tail) if "摄" in stripped[-4:] else None
+    m = _CREDIT_TAIL.search(stripped, tail) if "摄" in stripped[-6:] else None
     if m:
         before = stripped[: m.start()].rstrip(_SPACE)
         if not before or _SENTENCE_END.search(before[-1]) or before.endswith(tuple(_CLOSERS)):
@@ -321,7 +358,7 @@ def _units(text: str) -> list[Unit]:
 
 def _ends_in_credit(text: str) -> bool:
     """Does this line end in a photo credit (…叫好。本报记者 甲乙 摄)? Then it is finished."""
-    return text.rstrip(_SPACE + "）)").endswith(("摄", "摄影")) and split_credit(text) is not None
+    return text.rstrip(_SPACE + "）)").endswith(_CREDIT_ENDS) and split_credit(text) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -330,7 +367,7 @@ def _ends_in_credit(text: str) -> bool:
 
 def _byline_line(text: str) -> dict[str, list[str]] | None:
     stripped = text.strip(_SPACE + _BULLETS)
-    if not _ROLE_SPLIT.match(stripped) or stripped.endswith(("摄", "摄影")):
+    if not _ROLE_SPLIT.match(stripped) or stripped.endswith(_CREDIT_ENDS):
         return None
     return parse_credits(stripped)
 
@@ -352,8 +389,8 @@ def _headline_shaped(text: str) -> bool:
 
 def _classify(unit: Unit) -> Kind:
     text = unit.text
-    if len(text) <= 40 and _FURNITURE.match(text):
-        return Kind.FURNITURE
+    if (len(text) <= 40 and _FURNITURE.match(text)) or _ROLE_ONLY.match(text):
+        return Kind.FURNITURE  # a page header, or a credit that lost its name
     if _CONTINUES.match(text):
         # The rest of a broken paragraph, whatever it looks like; its photo
         # credit may still be glued to its end.
@@ -362,7 +399,7 @@ def _classify(unit: Unit) -> Kind:
         return Kind.LEAD
     if len(text) <= 40 and _byline_line(text) is not None:
         return Kind.BYLINE
-    if len(text) <= 200 and split_credit(text) is not None:
+    if (len(text) <= 200 and split_credit(text) is not None) or _ORG_CREDIT.match(text):
         return Kind.CAPTION
     if _headline_shaped(text):
         return Kind.HEADLINE
@@ -398,7 +435,10 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
     for u in units:
         u.kind = _classify(u)
     warnings = [
-        f"line {u.line}: skipped page header {u.text!r}" for u in units if u.kind is Kind.FURNITURE
+        f"line {u.line}: skipped "
+        f"{'a credit with no name' if _ROLE_ONLY.match(u.text) else 'page header'} {u.text!r}"
+        for u in units
+        if u.kind is Kind.FURNITURE
     ]
     units = [u for u in units if u.kind is not Kind.FURNITURE]
     indented = _indented_layout(units)
@@ -465,9 +505,15 @@ def _article_starts(units: list[Unit], indented: bool) -> list[tuple[int, int]]:
                 has_body = True
                 i = j
             continue
-        # A lead, or a byline line after a credit, with no headline above it.
+        # A lead, or a byline line after a credit, with no headline above it. A lead
+        # right under a headline and one short line is that article's: the line is
+        # a caption set between them.
         after_credit = i == 0 or units[i - 1].kind is Kind.CAPTION
-        if (has_body or not starts) and (
+        caption_above = (
+            u.kind is Kind.LEAD and bool(starts) and starts[-1][1] == i - 1 < i
+            and starts[-1][0] < starts[-1][1] and _caption_like(units[i - 1])
+        )
+        if (has_body or not starts) and not caption_above and (
             u.kind is Kind.LEAD or (u.kind is Kind.BYLINE and after_credit)
         ):
             starts.append((i, i))
@@ -487,6 +533,16 @@ def _headline_block(
     to the article. Above anything else it is scored by `headline_score`.
     """
     n = len(units)
+    if j < n and _CONTINUES.match(units[j].text) and j - i >= 2:
+        j -= 1  # the run's last line is the front of the paragraph that goes on below
+    if (
+        j - i >= 2 and j < n and _bare_name(units[j - 1].text)
+        and not _open_above(units, i)  # a headline stands after finished text
+        and not units[j - 2].text.endswith(("：", ":"))  # a kicker needs its title
+        and units[j].kind in (Kind.TEXT, Kind.LEAD, Kind.CAPTION)
+    ):
+        units[j - 1].kind = Kind.BYLINE  # the author's name alone under the headline
+        j -= 1
     k = j
     while k < n and units[k].kind is Kind.CAPTION:
         k += 1
@@ -500,14 +556,12 @@ def _headline_block(
             break
     if k < n and units[k].kind in (Kind.LEAD, Kind.BYLINE):
         return min(s, j - 1), j
-    if j < n and _CONTINUES.match(units[j].text) and s < j - 1:
-        j -= 1  # the run's last line is the front of the paragraph that goes on below
-        s = max(i, j - 3) if s == max(i, j - 2) else s
     if s >= j or j >= n:
         return None
     opener = units[j]
-    if opener.kind is Kind.CAPTION and not _glued_credit(opener.text):
-        return None  # a headline is followed by text, not by a bare credit
+    bare_credit = opener.kind is Kind.CAPTION and not (split_credit(opener.text) or (None,))[0]
+    if bare_credit and not any(_DASH_SUBTITLE.match(u.text) for u in units[s:j]):
+        return None  # text follows a headline, not a credit (but a photo spread's may)
     if headline_score(units, s, j, indented) >= HEADLINE_THRESHOLD:
         return s, j
     return None
@@ -516,11 +570,28 @@ def _headline_block(
 _CRY = re.compile(r"[？！?!][”’」』]?$")
 
 
+def _caption_like(unit: Unit) -> bool:
+    """A short finished line that could describe a photo (not a lead, not a headline)."""
+    return unit.kind is Kind.TEXT and len(unit.text) <= 60 and ends_sentence(unit.text)
+
+
+def _bare_name(text: str) -> bool:
+    """A person's name alone on a line (韩星海): a common surname and one or two more."""
+    return (
+        2 <= len(text) <= 3
+        and text[0] in _SURNAMES
+        and all("\u4e00" <= c <= "\u9fff" for c in text)
+    )
+
+
 def _open_above(units: list[Unit], k: int) -> bool:
     prev = units[k - 1] if k else None
     if prev is not None and prev.kind is Kind.BYLINE:
         return True  # a byline line stands over its article's text
-    return prev is not None and prev.kind in (Kind.TEXT, Kind.LEAD) and not ends_sentence(prev.text)
+    return (
+        prev is not None and prev.kind in (Kind.TEXT, Kind.LEAD)
+        and not ends_sentence(prev.text) and not _signature(prev.text)
+    )
 
 
 def _glued_credit(text: str) -> bool:
@@ -557,6 +628,7 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
     a byline or the layout says headline)
     a line ends where no headline ends (的 和 在 把, a digit)    -4
     a ——subtitle in the block                                   +5
+    a column label in the block (图片新闻 开栏的话 时事点评)     +4
     a kicker line ending in ： above the title                  +3
     the block's last line ends in ： (it introduces text)       -6
     a numbered subheading or column label (一、 记者手记)        -6
@@ -577,7 +649,7 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
         score += 2
     elif prev.kind is Kind.CAPTION:
         score += 3
-    elif not ends_sentence(prev.text):
+    elif not ends_sentence(prev.text) and not _signature(prev.text):
         score -= 10
     elif _BRIEF_AUTHOR.search(prev.text):
         score += 2
@@ -585,6 +657,8 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
         score += -10 if any(u.indented for u in block) else 2
         score += 2 if below.indented else -4
     lines = [u.text for u in block]
+    if any(_COLUMN_LABEL.match(t) for t in lines):
+        score += 4
     if len(lines) == 1:
         size = len(lines[0])
         score += _SIZE_SCORE[min(size, len(_SIZE_SCORE) - 1)]
@@ -690,8 +764,12 @@ def headline_parts(lines: list[str]) -> tuple[str | None, str, str | None]:
         first, second = lines
         if second.startswith(("——", "—", "－－", "--")):
             return None, first, second
-        if first.endswith(("：", ":")):
+        if first.endswith(("：", ":")) or _COLUMN_LABEL.match(first):
             return first, second, None
+        if len(first) <= 5 and len(second) > len(first) + 2 and not _CRY.search(first):
+            return first, second, None  # a place over the title: 湖南岳阳 / 艺术节请劳模坐前排
+        if len(first) >= len(second) + 4 and not _CRY.search(first):
+            return first, second, None  # a long 引题 over a short 主题; a 副题 runs longer
         if _KICKER_START.match(first) and not _KICKER_START.match(second):
             return first, second, None
         return None, first, second
@@ -723,7 +801,13 @@ def _article(
 
     for u in body:
         if u.kind is Kind.BYLINE and not paragraphs and not roles:
-            roles = _byline_line(u.text) or {}
+            roles = _byline_line(u.text) or parse_credits(u.text) or {}
+            continue
+        if (
+            u.kind is Kind.TEXT and not paragraphs and len(body) > 1 and u is body[0]
+            and body[1].kind is Kind.LEAD and _caption_like(u)
+        ):
+            captions.append(u.text)  # a caption set between the headline and the lead
             continue
         text = u.text
         if u.kind is Kind.CAPTION:
@@ -765,13 +849,19 @@ def _article(
         rest = paragraphs[0][m.end():].lstrip(_SPACE + "：:")
         pm = re.match(r"^[（(]([^（）()]{1,60})[）)]", rest)
         lead_roles = parse_credits(pm.group(1)) if pm else None
+        reported = None if pm else _REPORTED_BY.match(rest)
+        if reported:  # 本报讯 记者甲乙 通讯员丙丁报道 …, a house style without parentheses
+            lead_roles = parse_credits(reported.group(1))
         if pm and lead_roles is not None:
             _merge(roles, lead_roles)
             rest = rest[pm.end():].lstrip(_SPACE + "：:")
+        elif reported and lead_roles is not None:
+            _merge(roles, lead_roles)
+            rest = rest[reported.end():].lstrip(_SPACE + "：:")
         paragraphs[0] = rest
     if paragraphs and not any(roles.values()):
         # A brief's authors stand in parentheses at its end: …。（记者甲乙 通讯员丙丁）
-        tail = _BRIEF_AUTHOR.search(paragraphs[-1])
+        tail = _BRIEF_AUTHOR.search(paragraphs[-1]) or _signature(paragraphs[-1])
         author = parse_credits(tail.group(1)) if tail else None
         if tail and author is not None:
             _merge(roles, author)

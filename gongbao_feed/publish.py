@@ -8,12 +8,12 @@ and reruns can fix "now".
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from . import urls
+from . import deliver, ledger, urls
 from .archive import RenderReport, environment, render_archive
 from .assemble import (
     AssembleResult,
@@ -23,19 +23,19 @@ from .assemble import (
     plan_issue,
 )
 from .config import Config, load_config
-from .deliver import Message, Outcome, SendReport, make_transport
+from .deliver import SendReport, make_transport
 from .digest import Digest, Mailer, email_environment, personalise, render_digest
 from .errors import AssembleError, DeliveryError, MemberError
 from .feeds import render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
-from .ledger import LedgerSummary, summarise
-from .ledger_batch import LedgerBatch
+from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
-from .models import Delivery, DeliveryState, Issue, Member, MemberStatus
+from .models import DeliveryState, Issue, Member, MemberStatus
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import load_secret
+from .transport import Outcome, Transport
 
 Clock = Callable[[], datetime]
 
@@ -108,9 +108,13 @@ class PublishReport:
 class Newsroom:
     """A working folder: its config, its store and its clock."""
 
-    def __init__(self, config: Config, clock: Clock = system_clock) -> None:
+    def __init__(
+        self, config: Config, clock: Clock = system_clock, transport: Transport | None = None
+    ) -> None:
+        """`transport` replaces the one the config names (tests pass a RecordingTransport)."""
         self.config = config
         self.clock = clock
+        self._transport = transport
         self._store: Store | None = None
 
     @classmethod
@@ -316,123 +320,81 @@ class Newsroom:
     ) -> SendReport:
         """Mail an issue (default: the newest) to every active member not yet sent it.
 
-        A member's row is `pending` while their copy is with the transport
-        and becomes `sent` only from the transport's report, after the
-        message was delivered (the file renamed into place, the relay's 2xx
-        to DATA), so a rerun sends exactly what is missing: pending rows and
-        temporary failures, and permanent failures only with
-        `retry_failed`. Each member's status is read again
-        just before their copy is made: an unsubscribe during a send counts
-        at once. `to` sends one test copy and records nothing; `dry_run`
-        lists who would get the issue. `progress(done, total)` is called as
-        members are settled. Setting `stop` (the scheduler's SIGTERM) ends the
-        send after the message in flight, recorded.
+        Any number of senders may run this at once for the same issue, in
+        other processes or on other machines sharing the database: each
+        claims members from the ledger before sending to them (ledger.py), so
+        together they reach every member once. A rerun sends exactly what is
+        missing: members never claimed, claims whose sender died (after their
+        lease), temporary failures, and permanent failures only with
+        `retry_failed`. `to` sends one test copy and records nothing;
+        `dry_run` lists who would get the issue. `progress(done, total)` is
+        called as members are settled. Setting `stop` (the scheduler's
+        SIGTERM) ends the send after the messages in flight, recorded; the
+        rest are given back for the next sender.
         """
         digest = self.digest(issue)
-        number = digest.issue.number
-        report = SendReport(number, subject=digest.subject, shortened=digest.shortened)
+        report = SendReport(digest.issue.number, subject=digest.subject, shortened=digest.shortened)
         if dry_run:
-            report.dry_run = True
-            done = self.store.settled_emails(number, retry_failed)
-            for member in self.store.iter_members(active_only=True):
-                if member.email in done:
-                    report.skipped += 1
-                else:
-                    report.would_send.append((member.email, member.name))
-            return report
-        transport = make_transport(self.config, via)
+            return self._who_would_get(report, retry_failed)
+        transport = self._transport or make_transport(self.config, via)
         mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now())
         stop = stop if stop is not None else threading.Event()
-
         if to is not None:
-            address = normalise_email(to)
-            member = self.store.member(address) or Member(email=address)
+            return self._test_copy(report, transport, mailer, to, stop)
+        return self._send_to_members(report, transport, mailer, stop, progress, retry_failed)
 
-            def test_copy(outcome: Outcome) -> None:
-                if outcome.state is DeliveryState.SENT:
-                    report.sent += 1
-                else:
-                    report.failed.append((address, outcome.detail or "not sent"))
+    def _who_would_get(self, report: SendReport, retry_failed: bool) -> SendReport:
+        report.dry_run = True
+        done = ledger.settled_emails(self.store, report.issue, retry_failed)
+        for member in self.store.iter_members(active_only=True):
+            if member.email in done:
+                report.skipped += 1
+            else:
+                report.would_send.append((member.email, member.name))
+        return report
 
-            transport.deliver([mailer.message(member)], test_copy, stop)
-            return report
+    def _test_copy(
+        self, report: SendReport, transport: Transport, mailer: Mailer, to: str,
+        stop: threading.Event,
+    ) -> SendReport:
+        """One copy to `to`, as that member would get it; the ledger is not touched."""
+        address = normalise_email(to)
+        member = self.store.member(address) or Member(email=address)
 
+        def record(outcome: Outcome) -> None:
+            if outcome.state is DeliveryState.SENT:
+                report.sent += 1
+            else:
+                report.failed.append((address, outcome.detail or "not sent"))
+
+        transport.deliver([mailer.message(member)], record, stop)
+        return report
+
+    def _send_to_members(
+        self, report: SendReport, transport: Transport, mailer: Mailer, stop: threading.Event,
+        progress: Callable[[int, int], None] | None, retry_failed: bool,
+    ) -> SendReport:
         total = self.store.count_members(active_only=True)
-        # Read once: rows this send writes are for members it has passed already.
-        done = self.store.settled_emails(number, retry_failed)
-        # Where a repeat replaces the copy (the outbox's file per member), ledger rows
-        # are committed in batches; see ledger_batch. Elsewhere, one commit a message.
-        replaces = getattr(transport, "redelivery_replaces", False)
-        batch = LedgerBatch(self.store) if replaces else None
+        book = ledger.Ledger(
+            self.store, report.issue, now=self.now, transport=transport.name,
+            lease=timedelta(seconds=self.config.email.claim_lease_seconds),
+            retry_failed=retry_failed, batched=transport.redelivery_replaces,
+        )
+        report.skipped = ledger.settled_active_count(self.store, report.issue, retry_failed)
 
         def settled() -> None:
             if progress is not None:
                 progress(report.sent + report.skipped + len(report.failed), total)
 
-        def messages() -> Iterator[Message]:
-            for member in self.store.iter_members(active_only=True):
-                if member.email in done or not is_active(member.email):
-                    report.skipped += 1
-                    settled()
-                    continue
-                try:
-                    message = mailer.message(member)
-                except DeliveryError as exc:  # this member's copy cannot be made
-                    self._record(number, member.email, transport.name, DeliveryState.FAILED,
-                                 detail=exc.message, permanent=True)
-                    report.failed.append((member.email, exc.message))
-                    settled()
-                    continue
-                # In flight from here until the transport reports: after a crash, the
-                # pending rows are exactly the messages that may have gone out unrecorded.
-                # A transport where delivering again replaces the copy (the outbox's
-                # file per member) needs no such mark, and skipping it halves the
-                # ledger writes of a send.
-                if not replaces:
-                    self._record(number, member.email, transport.name, DeliveryState.PENDING,
-                                 attempts=0, message_id=message.message_id)
-                yield message
-
-        def record(outcome: Outcome) -> None:
-            if outcome.state is DeliveryState.PENDING:  # stopped before it was tried
-                return
-            msg = outcome.message
-            self._record(
-                number, msg.email, transport.name, outcome.state, detail=outcome.detail,
-                permanent=outcome.permanent, code=outcome.code, attempts=outcome.attempts,
-                message_id=msg.message_id, batch=batch,
-            )
-            if outcome.state is DeliveryState.SENT:
-                report.sent += 1
-            else:
-                report.failed.append((msg.email, outcome.detail or "not delivered"))
-            settled()
-
         with self.store.activity_checker() as is_active:
-            try:
-                transport.deliver(messages(), record, stop)
-            finally:
-                if batch is not None:
-                    batch.flush()
+            deliver.send_claimed(
+                book, transport, mailer.message, report, stop=stop, is_active=is_active,
+                progress=settled,
+            )
         return report
 
     def deliveries(self, issue: int | None = None) -> LedgerSummary:
         """The ledger summed up: counts by state per issue, every failure with its reason."""
         if issue is not None:
             self.issue(issue)  # an unknown number is an error, not an empty table
-        return summarise(self.store.deliveries(issue))
-
-    def _record(
-        self, issue: int, email: str, transport: str, state: DeliveryState, *, detail: str = "",
-        permanent: bool = False, code: int | None = None, attempts: int = 1, message_id: str = "",
-        batch: LedgerBatch | None = None,
-    ) -> None:
-        row = Delivery(
-            issue=issue, email=email, state=state, transport=transport, attempts=attempts,
-            permanent=permanent, code=code, detail=detail, message_id=message_id,
-            updated=self.now(),
-        )
-        if batch is not None:
-            batch.add(row)
-        else:
-            self.store.record_delivery(row)
+        return ledger.summary(self.store, issue)

@@ -69,11 +69,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from filelock import FileLock, Timeout
 from sqlalchemy import Engine, MetaData, Table, inspect, select
 
+from . import ledger
 from .config import Config, load_config
 from .crontab import crontab_trigger
 from .errors import ConfigError, GongbaoError, ServiceError
 from .files import atomic_write
-from .models import DeliveryState, Issue
+from .models import Issue
 from .publish import Clock, Newsroom, PublishReport, system_clock
 from .store import Store
 
@@ -358,30 +359,12 @@ class _Editor(_StopMeansStop, BackgroundScheduler):
 
 
 def unsent(room: Newsroom) -> tuple[Issue, int] | None:
-    """The newest issue and how many members a send that began has not reached yet.
-
-    Counts active members who had joined when the issue was made and have no
-    `sent` row (nor a permanent failure). Only a send that began counts (the
-    ledger has a row for the issue): an issue assembled by hand and never
-    sent is the operator's to send, and later joiners are not what a resume
-    is for.
-    """
+    """The newest issue and how many members a send that began has not reached yet."""
     newest = room.store.issues(limit=1)
     if not newest:
         return None
-    issue = newest[0]
-    rows = room.store.deliveries(issue.number)
-    if not rows:
-        return None
-    done = {
-        d.email for d in rows
-        if d.state is DeliveryState.SENT or (d.state is DeliveryState.FAILED and d.permanent)
-    }
-    count = sum(
-        1 for m in room.store.iter_members(active_only=True)
-        if m.email not in done and (m.joined is None or m.joined <= issue.created)
-    )
-    return (issue, count) if count else None
+    count = ledger.unreached(room.store, newest[0])
+    return (newest[0], count) if count else None
 
 
 # -- the service ---------------------------------------------------------------------
@@ -824,7 +807,7 @@ def service_status(config: Config, now: datetime | None = None) -> Status:
                 jobs.append(JobStatus(spec.id, spec.schedule, nxt, False))
         issues = room.store.issues(limit=1)
         last = replace(issues[0], created=issues[0].created.astimezone(tz)) if issues else None
-        counts = room.store.delivery_counts(last.number) if last else {}
+        counts = ledger.counts(room.store, last.number) if last else {}
         found = unsent(room)
         behind = found[1] if found is not None else 0
     return Status(holder, tuple(jobs), last, counts, behind)

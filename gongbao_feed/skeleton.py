@@ -1,4 +1,5 @@
-"""Where the shipped config and templates live, and `init` of a working folder."""
+"""Where the shipped config and templates live, and `init` of a working folder
+(config, templates, folders, signing key, and the database at the newest schema)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,19 @@ def init_folder(target: Path) -> list[Path]:
         (target / name).mkdir(exist_ok=True)
         made.append(target / name)
     made.append(write_secret(target / "state"))
+    made += create_database(config)
     return made
+
+
+def create_database(config_path: Path) -> list[Path]:
+    """The store at the config's database URL, at the newest schema revision."""
+    from .config import load_config
+    from .store import Store, sqlite_file
+
+    url = load_config(config_path).database_url
+    Store(url).close()
+    path = sqlite_file(url)
+    return [path] if path is not None else []
 
 
 def write_secret(state_dir: Path) -> Path:

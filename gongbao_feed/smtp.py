@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, SmtpConfig, is_loopback
-from .deliver import Message, Outcome, Report
 from .errors import DeliveryError
+from .mail import Message
 from .models import DeliveryState
+from .transport import Outcome, Report
 
 #: How often a waiting connection looks at the stop event, in seconds.
 _POLL = 0.2
@@ -137,6 +138,8 @@ class SmtpTransport:
     """Delivers through an SMTP relay; see the module docstring for outcomes."""
 
     name = "smtp"
+    #: A second delivery is a second message in the member's inbox.
+    redelivery_replaces = False
 
     def __init__(
         self,

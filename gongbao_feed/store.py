@@ -37,10 +37,15 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
+from . import migrations
 from .errors import StoreError
+from .migrations import SchemaReport, SchemaState
 from .models import (
     Article,
     Byline,
@@ -67,7 +72,48 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        # Naive UTC from a TIMESTAMP column (SQLite, PostgreSQL `timestamp`); an
+        # aware value if a column is ever `timestamptz`: the same instant, in UTC.
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class bytewise(FunctionElement[Any]):  # lower case: it reads as a SQL function
+    """A text column compared and sorted by code point, on every database.
+
+    SQLite compares text byte by byte (UTF-8, so by code point); PostgreSQL by
+    the database's collation (en_US, zh_CN: "alice" before "Bob", 八 before
+    一, punctuation ignored), so a list ordered by address or page file
+    would come out in another order, and pages of members (`iter_members`)
+    would follow rules the code cannot know. `COLLATE "C"` makes PostgreSQL
+    compare bytes; elsewhere the column is left as it is.
+    """
+
+    inherit_cache = True
+
+    def __init__(self, column: Any) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(bytewise)
+def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_postgresql(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def upsert(conn: Connection, table: Table) -> Any:
+    """INSERT … ON CONFLICT for this connection's database; None where there is none."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    return None
 
 
 metadata = MetaData()
@@ -144,6 +190,9 @@ deliveries_t = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("message_id", Text, nullable=False, default=""),
     Column("updated", UTCDateTime, nullable=False),
+    # A pending row is a claim: which sender holds it, and until when (see ledger.py).
+    Column("claimed_by", Text, nullable=False, default="", server_default=""),
+    Column("lease_until", UTCDateTime),
 )
 
 
@@ -240,24 +289,67 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
+def _open_engine(url: str) -> Engine:
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(url, future=True)
+    except SQLAlchemyError as exc:
+        raise _cannot_open(url, exc) from None
+    except ModuleNotFoundError as exc:  # the driver the URL names is not installed
+        raise StoreError(
+            f"the database driver for {make_url(url).drivername} is not installed ({exc.name})",
+            hint="for PostgreSQL: pip install 'gongbao-feed[postgres]' (psycopg 3)",
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _cannot_open(url: str, exc: SQLAlchemyError) -> StoreError:
+    shown = make_url(url).render_as_string(hide_password=True)
+    return StoreError(
+        f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}",
+        hint="check [database] url in config.toml",
+    )
+
+
+def schema_state(url: str) -> SchemaState:
+    """Where a database's schema stands (`gongbao-feed db version`); changes nothing."""
+    engine = _open_engine(url)
+    try:
+        return migrations.read_state(engine)
+    except SQLAlchemyError as exc:
+        raise _cannot_open(url, exc) from None
+    finally:
+        engine.dispose()
+
+
 class Store:
     """The database behind every stage; open with a SQLAlchemy URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = False) -> None:
+        """Open the database, checking its schema revision (one query).
+
+        A new, empty database is created at the newest revision. One made by
+        an older release stops with a StoreError that says to run
+        `gongbao-feed db upgrade`, unless `upgrade` (that command) is set:
+        then its pending migrations run first. `schema` says what was done.
+        """
         self.url = url
-        path = sqlite_file(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = _open_engine(url)
         try:
-            self.engine: Engine = create_engine(url, future=True)
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            self.schema: SchemaReport = (
+                migrations.upgrade(self.engine) if upgrade
+                else migrations.ensure_current(self.engine)
+            )
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot open the database {url}: {exc.__class__.__name__}: {exc}",
-                hint="check [database] url in config.toml",
-            ) from None
+            self.engine.dispose()
+            raise _cannot_open(url, exc) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -270,8 +362,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """One write transaction. On SQLite it takes the write lock at BEGIN
+        (BEGIN IMMEDIATE): a transaction that read first and then tried to write
+        would fail at once (SQLITE_BUSY) when another process wrote in between,
+        which is what several senders or two `assemble` runs do."""
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
     # -- articles -----------------------------------------------------------
     def save_articles(self, articles: Iterable[Article], now: datetime) -> SaveResult:
@@ -385,17 +491,26 @@ class Store:
             later = select(issues_t.c.number).where(issues_t.c.number >= issue.number)
             if conn.execute(later).first():
                 raise StoreError(f"issue number {issue.number} is not after the last issue")
-            conn.execute(
-                issues_t.insert().values(
-                    number=issue.number, date=issue.date, title=issue.title, created=issue.created
-                )
-            )
-            for pos, aid in enumerate(issue.article_ids):
+            try:
                 conn.execute(
-                    issue_articles_t.insert().values(
-                        issue=issue.number, position=pos, article_id=aid
+                    issues_t.insert().values(
+                        number=issue.number, date=issue.date, title=issue.title,
+                        created=issue.created,
                     )
                 )
+                for pos, aid in enumerate(issue.article_ids):
+                    conn.execute(
+                        issue_articles_t.insert().values(
+                            issue=issue.number, position=pos, article_id=aid
+                        )
+                    )
+            except IntegrityError as exc:
+                # PostgreSQL, several machines: another one recorded this number or
+                # these articles between the checks above and these inserts.
+                raise StoreError(
+                    f"issue {issue.number} was not recorded: the number or one of its "
+                    f"articles is taken, or an article is unknown ({exc.orig})"
+                ) from None
             conn.execute(
                 articles_t.update()
                 .where(articles_t.c.id.in_(issue.article_ids))
@@ -433,7 +548,7 @@ class Store:
         return None if row is None else _row_to_member(row)
 
     def members(self, active_only: bool = False) -> list[Member]:
-        query = select(members_t).order_by(members_t.c.joined, members_t.c.email)
+        query = select(members_t).order_by(members_t.c.joined, bytewise(members_t.c.email))
         if active_only:
             query = query.where(members_t.c.status == MemberStatus.ACTIVE.value)
         with self.engine.connect() as conn:
@@ -446,8 +561,8 @@ class Store:
         while True:
             query = (
                 select(members_t)
-                .where(members_t.c.email > after)
-                .order_by(members_t.c.email)
+                .where(bytewise(members_t.c.email) > after)
+                .order_by(bytewise(members_t.c.email))
                 .limit(batch)
             )
             if active_only:
@@ -470,25 +585,44 @@ class Store:
         self.save_members([member])
 
     def save_members(self, members: Iterable[Member]) -> None:
-        """Insert or update members, all in one transaction (an import is all or nothing)."""
+        """Insert or update members, all in one transaction (an import is all or nothing).
+
+        One INSERT … ON CONFLICT DO UPDATE per member where the database has it
+        (SQLite, PostgreSQL): no window between "is it there?" and the insert
+        for another machine's import or sign-up to fall into.
+        """
+        rows: dict[str, dict[str, Any]] = {}  # an address twice: the last one counts
+        for member in members:
+            rows[member.email] = {
+                "email": member.email,
+                "name": member.name,
+                "status": member.status.value,
+                "joined": member.joined,
+                "unsubscribed_at": member.unsubscribed_at,
+                "unsubscribed_via": member.unsubscribed_via,
+            }
+        if not rows:
+            return
         with self.transaction() as conn:
-            for member in members:
-                values = {
-                    "name": member.name,
-                    "status": member.status.value,
-                    "joined": member.joined,
-                    "unsubscribed_at": member.unsubscribed_at,
-                    "unsubscribed_via": member.unsubscribed_via,
-                }
+            insert = upsert(conn, members_t)
+            if insert is not None:
+                stmt = insert.on_conflict_do_update(
+                    index_elements=[members_t.c.email],
+                    set_={c: insert.excluded[c] for c in _MEMBER_FIELDS},
+                )
+                conn.execute(stmt, list(rows.values()))
+                return
+            for member_email, row in rows.items():
+                values = {c: row[c] for c in _MEMBER_FIELDS}
                 exists = conn.execute(
-                    select(members_t.c.email).where(members_t.c.email == member.email)
+                    select(members_t.c.email).where(members_t.c.email == member_email)
                 ).first()
                 if exists:
                     conn.execute(
-                        members_t.update().where(members_t.c.email == member.email).values(**values)
+                        members_t.update().where(members_t.c.email == member_email).values(**values)
                     )
                 else:
-                    conn.execute(members_t.insert().values(email=member.email, **values))
+                    conn.execute(members_t.insert().values(email=member_email, **values))
 
     def remove_member(self, email: str) -> bool:
         with self.transaction() as conn:
@@ -533,83 +667,21 @@ class Store:
 
             yield is_active
 
-    # -- the delivery ledger ------------------------------------------------
+    # -- the delivery ledger's rows (its rules are in ledger.py) ----------------
     def delivery(self, issue: int, email: str) -> Delivery | None:
         with self.engine.connect() as conn:
             row = conn.execute(_DELIVERY_ROW, {"k_issue": issue, "k_email": email}).first()
         return None if row is None else _row_to_delivery(row)
 
     def deliveries(self, issue: int | None = None) -> list[Delivery]:
-        query = select(deliveries_t).order_by(deliveries_t.c.issue, deliveries_t.c.email)
+        query = select(deliveries_t).order_by(deliveries_t.c.issue, bytewise(deliveries_t.c.email))
         if issue is not None:
             query = query.where(deliveries_t.c.issue == issue)
         with self.engine.connect() as conn:
             return [_row_to_delivery(r) for r in conn.execute(query).all()]
 
-    def record_delivery(self, d: Delivery) -> None:
-        """Write one ledger row; call only after the thing it records happened."""
-        values = {
-            "state": d.state.value,
-            "transport": d.transport,
-            "attempts": d.attempts,
-            "permanent": d.permanent,
-            "code": d.code,
-            "detail": d.detail,
-            "message_id": d.message_id,
-            "updated": d.updated,
-        }
-        with self.transaction() as conn:
-            done = conn.execute(
-                _DELIVERY_UPDATE, {"k_issue": d.issue, "k_email": d.email, **values}
-            ).rowcount
-            if not done:
-                conn.execute(deliveries_t.insert(), {"issue": d.issue, "email": d.email, **values})
 
-    def record_deliveries(self, rows: Sequence[Delivery]) -> None:
-        """Write many ledger rows in one transaction; each only after what it records happened."""
-        if not rows:
-            return
-        by_issue: dict[int, list[Delivery]] = {}
-        for d in rows:
-            by_issue.setdefault(d.issue, []).append(d)
-        with self.transaction() as conn:
-            for issue, group in by_issue.items():
-                emails = [d.email for d in group]
-                known = set(conn.execute(
-                    select(deliveries_t.c.email).where(
-                        and_(deliveries_t.c.issue == issue, deliveries_t.c.email.in_(emails))
-                    )
-                ).scalars())
-                old = [_delivery_params(d) for d in group if d.email in known]
-                new = [_delivery_params(d) for d in group if d.email not in known]
-                if old:
-                    conn.execute(_DELIVERY_UPDATE, old)
-                if new:
-                    conn.execute(_DELIVERY_INSERT, new)
-
-    def settled_emails(self, issue: int, retry_failed: bool = False) -> set[str]:
-        """Who needs nothing more of this issue: sent, or refused for good (unless
-        `retry_failed`). One query for a whole send instead of one per member."""
-        done = deliveries_t.c.state == DeliveryState.SENT.value
-        if not retry_failed:
-            done = done | and_(
-                deliveries_t.c.state == DeliveryState.FAILED.value,
-                deliveries_t.c.permanent.is_(True),
-            )
-        query = select(deliveries_t.c.email).where(and_(deliveries_t.c.issue == issue, done))
-        with self.engine.connect() as conn:
-            return set(conn.execute(query).scalars())
-
-    def delivery_counts(self, issue: int | None = None) -> dict[str, int]:
-        query = select(deliveries_t.c.state, func.count()).group_by(deliveries_t.c.state)
-        if issue is not None:
-            query = query.where(deliveries_t.c.issue == issue)
-        counts = {s.value: 0 for s in DeliveryState}
-        with self.engine.connect() as conn:
-            for state, n in conn.execute(query).all():
-                counts[state] = n
-        return counts
-
+_MEMBER_FIELDS = ("name", "status", "joined", "unsubscribed_at", "unsubscribed_via")
 
 # A send runs these once or twice a member: built once, they skip SQLAlchemy's
 # statement construction, which cost more than SQLite's work (3× per row).
@@ -618,31 +690,13 @@ _DELIVERY_KEY = and_(
     deliveries_t.c.issue == bindparam("k_issue"), deliveries_t.c.email == bindparam("k_email")
 )
 _DELIVERY_ROW = select(deliveries_t).where(_DELIVERY_KEY)
-_DELIVERY_UPDATE = (
-    deliveries_t.update()
-    .where(_DELIVERY_KEY)
-    .values({c: bindparam(c) for c in (
-        "state", "transport", "attempts", "permanent", "code", "detail", "message_id", "updated"
-    )})
+
+
+# Text by code point on every database (see `bytewise`): the publication order.
+_PAGE_ORDER = (
+    articles_t.c.date, bytewise(articles_t.c.source), articles_t.c.position,
+    bytewise(articles_t.c.id),
 )
-
-_DELIVERY_INSERT = deliveries_t.insert().values({
-    "issue": bindparam("k_issue"), "email": bindparam("k_email"),
-    **{c: bindparam(c) for c in (
-        "state", "transport", "attempts", "permanent", "code", "detail", "message_id", "updated"
-    )},
-})
-
-
-def _delivery_params(d: Delivery) -> dict[str, Any]:
-    return {
-        "k_issue": d.issue, "k_email": d.email, "state": d.state.value,
-        "transport": d.transport, "attempts": d.attempts, "permanent": d.permanent,
-        "code": d.code, "detail": d.detail, "message_id": d.message_id, "updated": d.updated,
-    }
-
-
-_PAGE_ORDER = (articles_t.c.date, articles_t.c.source, articles_t.c.position, articles_t.c.id)
 
 
 def _page_rows(conn: Connection, articles: Sequence[Article]) -> list[Any]:

@@ -1,8 +1,12 @@
-"""Shared fixtures: a fresh working folder made by `init`, and the example pages."""
+"""Shared fixtures: a fresh working folder made by `init`, the example pages, and a
+PostgreSQL server of the tests' own (`pg_server`, one per xdist worker) with a
+fresh database for each test that asks (`pg_url`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +16,8 @@ from hypothesis import Phase, settings
 from gongbao_feed.config import load_config
 from gongbao_feed.publish import Newsroom
 from gongbao_feed.skeleton import init_folder
+
+from .pg import PgServer, PgUnavailable
 
 # --hypothesis-profile=quick reports a failure without the (slow) shrinking.
 settings.register_profile("quick", phases=[Phase.explicit, Phase.generate])
@@ -56,3 +62,36 @@ def clock() -> FixedClock:
 def room(workdir: Path, clock: FixedClock):
     with Newsroom(load_config(workdir / "config.toml"), clock=clock) as newsroom:
         yield newsroom
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server started for this test process, stopped (and its folder
+    removed) at the end. Not installed: a failure in CI, a skip with the reason
+    elsewhere."""
+    try:
+        server = PgServer.start()
+    except PgUnavailable as exc:
+        missing = str(exc)
+    else:
+        missing = ""
+    if missing and in_ci():
+        pytest.fail(f"PostgreSQL tests cannot run in CI: {missing}", pytrace=False)
+    if missing:
+        pytest.skip(f"PostgreSQL tests skipped: {missing}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database for this test alone: "postgresql+psycopg://…"."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

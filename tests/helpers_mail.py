@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from gongbao_feed.models import Article, Byline, Issue, article_id
+from gongbao_feed.models import Article, Byline, Delivery, Issue, article_id
 from gongbao_feed.publish import Newsroom
+from gongbao_feed.store import Store, deliveries_t
 
 DAY = date(2026, 11, 22)
 
@@ -85,3 +86,13 @@ def bodies(msg: EmailMessage) -> tuple[str, str]:
         text.get_content().replace("\r\n", "\n"),
         html.get_content().replace("\r\n", "\n"),
     )
+
+
+def put_delivery(store: Store, row: Delivery) -> None:
+    """Set up a ledger row as an earlier send (or an older version) left it."""
+    with store.transaction() as conn:
+        conn.execute(deliveries_t.insert().values(
+            issue=row.issue, email=row.email, state=row.state.value, transport=row.transport,
+            attempts=row.attempts, permanent=row.permanent, code=row.code, detail=row.detail,
+            message_id=row.message_id, updated=row.updated,
+        ))

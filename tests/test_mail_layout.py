@@ -1,7 +1,7 @@
 """The send's shortcuts give the same bytes and keep the same promises.
 
 Mailer writes short headers itself and fills a digest cut at its slots once;
-the outbox's ledger rows are committed in batches. Each shortcut is checked
+the outbox's ledger outcomes are settled in batches. Each shortcut is checked
 against the slow, obvious way it replaces.
 """
 
@@ -13,7 +13,6 @@ from email.headerregistry import Address
 
 import pytest
 
-from gongbao_feed.deliver import Message, Outcome
 from gongbao_feed.digest import (
     Mailer,
     _base64_lines,
@@ -27,9 +26,11 @@ from gongbao_feed.digest import (
     personalise,
 )
 from gongbao_feed.errors import DeliveryError
-from gongbao_feed.ledger_batch import LedgerBatch
-from gongbao_feed.models import Delivery, DeliveryState, Member
+from gongbao_feed.ledger import Ledger
+from gongbao_feed.mail import Message
+from gongbao_feed.models import DeliveryState, Member
 from gongbao_feed.publish import Newsroom
+from gongbao_feed.transport import Outcome
 
 from .helpers_mail import make_issue
 
@@ -121,35 +122,45 @@ def _unsubscribe_url(data: bytes) -> str:
     return line.split(b"<", 1)[1].split(b">", 1)[0].decode()
 
 
-def row(email: str, state: DeliveryState = DeliveryState.SENT) -> Delivery:
-    return Delivery(issue=1, email=email, state=state, transport="outbox", attempts=1,
-                    updated=NOW)
-
-
-def test_a_batch_commits_at_its_size_and_on_leaving(room: Newsroom) -> None:
+def claimed(room: Newsroom, n: int, **kw: object) -> tuple[Ledger, list[Member]]:
     make_issue(room, 1)
+    for i in range(n):
+        room.add_member(f"m{i}@example.org", f"会员{i}")
+    book = Ledger(room.store, 1, now=lambda: NOW, transport="outbox", **kw)  # type: ignore[arg-type]
+    return book, book.claim(n)
+
+
+def sent(member: Member) -> Outcome:
+    return Outcome(Message(1, member.email, "d@example.org", (member.email,), "<x>", b""),
+                   DeliveryState.SENT)
+
+
+def states(room: Newsroom) -> dict[str, str]:
+    return {d.email: d.state.value for d in room.store.deliveries(1)}
+
+
+def test_a_batch_settles_at_its_size_and_on_closing(room: Newsroom) -> None:
     ticks = iter(range(100))
-    with LedgerBatch(room.store, size=3, seconds=1000, clock=lambda: next(ticks)) as batch:
-        for n in range(4):
-            batch.add(row(f"m{n}@example.org"))
-        assert {d.email for d in room.store.deliveries(1)} == {f"m{n}@example.org"
-                                                               for n in range(3)}
-    assert len(room.store.deliveries(1)) == 4
-    # A row already there is updated, not duplicated.
-    room.store.record_deliveries([row("m0@example.org", DeliveryState.FAILED)])
-    states = {d.email: d.state for d in room.store.deliveries(1)}
-    assert len(states) == 4 and states["m0@example.org"] is DeliveryState.FAILED
+    book, members = claimed(room, 4, batched=True, batch_size=3, batch_seconds=1000,
+                            monotonic=lambda: next(ticks))
+    assert set(states(room).values()) == {"pending"}  # claimed: held, not yet settled
+    with book:
+        for m in members:
+            book.settle(sent(m))
+        assert sorted(states(room).values()) == ["pending", "sent", "sent", "sent"]
+    assert set(states(room).values()) == {"sent"}
+    assert len(states(room)) == 4  # settled in place, not added
 
 
-def test_a_batch_commits_once_its_time_is_up(room: Newsroom) -> None:
-    make_issue(room, 1)
+def test_a_batch_settles_once_its_time_is_up(room: Newsroom) -> None:
     now = [0.0]
-    batch = LedgerBatch(room.store, size=100, seconds=0.5, clock=lambda: now[0])
-    batch.add(row("a@example.org"))
-    assert room.store.deliveries(1) == []
+    book, (a, b) = claimed(room, 2, batched=True, batch_size=100, batch_seconds=0.5,
+                           monotonic=lambda: now[0])
+    book.settle(sent(a))
+    assert states(room)[a.email] == "pending"
     now[0] = 0.6
-    batch.add(row("b@example.org"))
-    assert len(room.store.deliveries(1)) == 2
+    book.settle(sent(b))
+    assert set(states(room).values()) == {"sent"}
 
 
 class Recorder:
@@ -172,16 +183,17 @@ class Recorder:
 
 @pytest.mark.parametrize("replaces", [False, True])
 def test_only_a_transport_whose_repeats_replace_gets_its_rows_batched(
-    room: Newsroom, replaces: bool, monkeypatch: pytest.MonkeyPatch
+    room: Newsroom, replaces: bool
 ) -> None:
     make_issue(room, 1)
     for n in range(5):
         room.add_member(f"m{n}@example.org", f"会员{n}")
-    transport = Recorder(room, replaces)
-    monkeypatch.setattr("gongbao_feed.publish.make_transport", lambda config, via: transport)
-    report = room.send()
-    assert report.sent == 5
+    with Newsroom(room.config, room.clock, transport=Recorder(room, replaces)) as sender:
+        report = sender.send()
+        transport = sender._transport
+    assert report.sent == 5 and isinstance(transport, Recorder)
     # Per-message commits are visible at once; batched ones only at the end of the send.
     assert transport.unrecorded_seen == ([0] * 5 if replaces else [1, 2, 3, 4, 5])
     assert len(room.store.deliveries(1)) == 5
-    assert room.send().sent == 0
+    with Newsroom(room.config, room.clock, transport=Recorder(room, replaces)) as sender:
+        assert sender.send().sent == 0

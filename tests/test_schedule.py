@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from gongbao_feed import ledger
 from gongbao_feed.config import load_config
 from gongbao_feed.crontab import crontab_trigger, weekdays
 from gongbao_feed.errors import ConfigError, ServiceError
@@ -330,7 +331,7 @@ def test_run_once_with_the_relay_down_exits_1_and_logs_what_to_check(workdir: Pa
     assert len(failed) == 1 and " ERROR " in failed[0]
     assert "smtp.host" in failed[0]
     with Newsroom.open(config_path) as room:
-        assert room.store.delivery_counts(1)["sent"] == 0
+        assert ledger.counts(room.store, 1)["sent"] == 0
     assert ServiceLock(workdir / "state").holder() is None  # the lock went with it
 
 

@@ -1,0 +1,26 @@
+"""The mail layer's one record: a message ready to leave, with its envelope.
+
+Rendering (digest.py) makes these; a transport (transport.py) takes them.
+Neither knows the other: this type is what they share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Message:
+    """One member's copy of one issue, serialised (RFC 5322, CRLF line endings).
+
+    `email` is the ledger key (the member's normalised address); `sender` and
+    `recipients` are the SMTP envelope (RFC 5321 MAIL FROM and RCPT TO), which
+    may differ from the From: and To: headers inside `data`.
+    """
+
+    issue: int
+    email: str
+    sender: str
+    recipients: tuple[str, ...]
+    message_id: str
+    data: bytes
