@@ -161,14 +161,14 @@ _COLUMN_LABEL = re.compile(
     r"^[■□●◆▲★]?[ \u3000]*(?:图片新闻|新闻图片|开栏的话|开栏语|时事点评|本报评论|短评|快评|简讯"
     r"|快讯|图说|图说新闻|新闻速递|工会动态|基层动态|一线传真|信息|链接)$"
 )
-# Common surnames, for a bare author's name standing alone under a headline (韩星海).
+# Common surnames, for an author's name standing alone (韩星海 under a headline,
+# 。汪诚 after the last sentence). Only those rarely the first character of an
+# everyday word: 万 (万余), 高, 文, 安, 和, 时, 明, 方, 全 … would misread text.
 _SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
-    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
-    "龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞"
-    "左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕"
-    "屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧"
-    "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾肖董袁潘蒋蔡杜叶程"
+    "苏魏吕丁沈姚卢姜崔钟谭陆汪范廖贾夏韦邹孟熊秦邱尹薛闫段侯史陶黎贺顾毛郝龚邵钱"
+    "严覃戴莫孔汤康施樊葛邢岳翟殷詹欧耿焦俞柳祝舒阮柯纪梅童凌裴霍涂苗盛翁冉骆蒲滕"
+    "饶牟艾尤穆卓缪褚娄窦戚岑宫卜晏臧闵邬卞姬栾隋刁巫寇甄邝"
 )
 # A paragraph, never a headline, may open with when the story happened and a
 # comma: 日前， 上周， 9月5日， 今年以来， 凌晨五点半， 入冬以来，
