@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
+from .deliver import SendReport
 from .errors import GongbaoError
 from .ingest import publication_date, read_file
 from .migrations import UPGRADE_HINT
@@ -317,8 +318,13 @@ def send(number: int | None, via: str | None, dry_run: bool, address: str | None
         _progress(enabled=not as_json) as progress,
         _stop_on_signals() as stopping,
     ):
-        report = room.send(number, via=via, dry_run=dry_run, to=address, progress=progress,
-                           stop=stopping.event, retry_failed=retry_failed)
+        try:
+            report = room.send(number, via=via, dry_run=dry_run, to=address, progress=progress,
+                               stop=stopping.event, retry_failed=retry_failed)
+        except GongbaoError as exc:
+            if as_json and isinstance(exc.report, SendReport):
+                emit(exc.report.to_json())  # the counts so far, with "error"
+            raise
     for email, why in report.failed:
         click.echo(f"error: {email}: {why}", err=True)
     if as_json:

@@ -24,6 +24,8 @@ class GongbaoError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: What the operation had done when it stopped (a send's counts), if anything.
+        self.report: object | None = None
 
     def __str__(self) -> str:
         if self.hint:

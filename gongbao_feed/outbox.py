@@ -54,6 +54,41 @@ def _replace_durably(path: Path, data: bytes) -> None:
         raise
 
 
+def sweep_litter(folder: Path) -> int:
+    """Remove the temporary copies a killed sender left in an issue folder.
+
+    A temporary file is named `.<member file>.<pid>.tmp`; one whose process
+    is gone will never be renamed into place, and it holds a whole message
+    with the member's unsubscribe link, so it must not stay. Files of a
+    sender still running (another process on this host) are left alone; on
+    shared storage, a pid from another host may look alive here, and its
+    file stays until a send on that host sweeps it. Returns how many went.
+    """
+    removed = 0
+    try:
+        litter = list(folder.glob(".*.tmp"))
+    except OSError:
+        return 0
+    for path in litter:
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def issue_folder(root: Path, issue: int) -> Path:
     return root / f"{issue:04d}"
 
@@ -93,11 +128,15 @@ class OutboxTransport:
 
     def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
         in_flight: deque[tuple[Message, Future[Path]]] = deque()
+        swept: set[int] = set()
         with ThreadPoolExecutor(self.writers, thread_name_prefix="outbox") as pool:
             try:
                 for message in messages:
                     if stop.is_set():
                         break
+                    if message.issue not in swept:
+                        swept.add(message.issue)
+                        sweep_litter(issue_folder(self.root, message.issue))
                     in_flight.append((message, pool.submit(self._write, message)))
                     if len(in_flight) >= 2 * self.writers:
                         self._settle(*in_flight.popleft(), report)

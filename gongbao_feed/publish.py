@@ -25,7 +25,7 @@ from .assemble import (
 from .config import Config, load_config
 from .deliver import SendReport, make_transport
 from .digest import Digest, Mailer, email_environment, personalise, render_digest
-from .errors import AssembleError, DeliveryError, MemberError
+from .errors import AssembleError, DeliveryError, GongbaoError, MemberError
 from .feeds import render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
@@ -386,11 +386,16 @@ class Newsroom:
             if progress is not None:
                 progress(report.sent + report.skipped + len(report.failed), total)
 
-        with self.store.activity_checker() as is_active:
-            deliver.send_claimed(
-                book, transport, mailer.message, report, stop=stop, is_active=is_active,
-                progress=settled,
-            )
+        try:
+            with self.store.activity_checker() as is_active:
+                deliver.send_claimed(
+                    book, transport, mailer.message, report, stop=stop, is_active=is_active,
+                    progress=settled,
+                )
+        except GongbaoError as exc:  # a fatal stop: the caller still gets the counts so far
+            report.error = exc.message
+            exc.report = report
+            raise
         return report
 
     def deliveries(self, issue: int | None = None) -> LedgerSummary:

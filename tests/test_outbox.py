@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from gongbao_feed.deliver import make_transport
 from gongbao_feed.errors import DeliveryError
 from gongbao_feed.models import DeliveryState, Member
-from gongbao_feed.outbox import eml_name
+from gongbao_feed.outbox import eml_name, issue_folder
 from gongbao_feed.publish import Newsroom
 
 from .helpers_cli import run
@@ -203,3 +206,25 @@ def test_members_are_read_a_batch_at_a_time_in_address_order(room: Newsroom) -> 
     active = [m.email for m in room.store.iter_members(active_only=True, batch=2)]
     assert "m03@example.com" not in active and len(active) == 6
     assert room.store.count_members(active_only=True) == 6
+
+
+def test_a_send_sweeps_the_temporary_copies_a_killed_sender_left(room: Newsroom) -> None:
+    """A SIGKILL between writing and renaming leaves `.<file>.<pid>.tmp`, a whole message
+    with an unsubscribe link; the next send removes it (but not a live sender's)."""
+    make_issue(room, 1)
+    room.add_member("wang@example.org", "王五")
+    folder = issue_folder(room.config.outbox_dir, 1)
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = folder / f".someone.abc.eml.{dead.pid}.tmp"
+    left.write_bytes(b"To: someone\r\n\r\nhalf a message")
+    live = folder / f".other.abc.eml.{os.getppid()}.tmp"
+    live.write_bytes(b"being written")
+    room.send()
+    assert not left.exists()
+    assert live.exists()
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == [live.name]
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".eml")] == [
+        eml_name("wang@example.org")
+    ]

@@ -220,6 +220,23 @@ def test_wrong_password_is_one_clear_error_and_nothing_is_recorded(
     assert ledger(paper) == {}
 
 
+def test_send_json_prints_its_report_with_the_error_when_it_stops_on_one(
+    paper: Path, tmp_path: Path
+) -> None:
+    """A caller reading `send --json` gets the counts and the reason, never nothing."""
+    with SmtpTestServer(tmp_path / "relay") as relay:
+        use_relay(paper, relay)
+        result = CliRunner().invoke(
+            main, ["send", "--via", "smtp", "--json", "--config", str(paper / "config.toml")],
+            env={PASSWORD_ENV: "wrong"},
+        )
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["issue"], report["sent"], report["failed"]) == (1, 0, [])
+    assert "smtp.username" in report["error"] or "password" in report["error"].lower()
+    assert ledger(paper) == {}  # every claim given back
+
+
 def test_transport_smtp_in_the_config_is_used_without_via(
     paper: Path, tmp_path: Path, password: None
 ) -> None:
