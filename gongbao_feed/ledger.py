@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from . import host
 from .models import Delivery, DeliveryState, Issue, Member
 from .store import Store, _row_to_member, bytewise, deliveries_t, members_t
 from .transport import Outcome
@@ -49,7 +49,7 @@ PENDING, SENT, FAILED = (s.value for s in DeliveryState)
 
 def sender_name() -> str:
     """Who holds a claim: host, process and a random tag (a pid can come back)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{host.name()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Ledger:
@@ -138,11 +138,11 @@ class Ledger:
         another process only keeps the lease until it runs out, as elsewhere.
         """
         d = deliveries_t
-        host = socket.gethostname() + ":"
+        here = host.name() + ":"
         with self.store.engine.connect() as conn:
             holders = conn.execute(
                 select(d.c.claimed_by).distinct().where(
-                    d.c.issue == self.issue, d.c.state == PENDING, d.c.claimed_by.startswith(host)
+                    d.c.issue == self.issue, d.c.state == PENDING, d.c.claimed_by.startswith(here)
                 )
             ).scalars().all()
         dead = [h for h in holders if h != self.sender and not _alive(h)]
@@ -283,15 +283,11 @@ class Ledger:
 
 
 def _alive(holder: str) -> bool:
-    """Is the process named in `host:pid:tag` still running on this host?"""
+    """Is the sender named `host:pid:tag` still running on this host?"""
     try:
-        pid = int(holder.split(":")[1])
-        os.kill(pid, 0)
-    except (IndexError, ValueError, ProcessLookupError):
+        return host.pid_running(int(holder.split(":")[1]))
+    except (IndexError, ValueError):
         return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
 
 
 def settled_emails(store: Store, issue: int, retry_failed: bool = False) -> set[str]:

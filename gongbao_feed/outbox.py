@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from . import host
 from .mail import Message
 from .models import DeliveryState
 from .transport import Outcome, Report
@@ -71,22 +72,10 @@ def sweep_litter(folder: Path) -> int:
         return 0
     for path in litter:
         pid = path.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not host.pid_running(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def issue_folder(root: Path, issue: int) -> Path:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
+from gongbao_feed.host import pid_running
+
 INSTALL_HINT = (
     "the PostgreSQL server is not installed: apt-get install postgresql "
     "(or `make system-deps`)"
@@ -80,16 +82,6 @@ def _driver_check() -> None:
         raise PgUnavailable(DRIVER_HINT) from None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_orphans(bindir: Path) -> None:
     """Stop the servers (and remove the folders) of test processes that died
     without stopping theirs; a folder is only touched when its starter is gone."""
@@ -98,7 +90,7 @@ def sweep_orphans(bindir: Path) -> None:
             owner = int((root / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue  # not ours, or being made right now
-        if owner == os.getpid() or _alive(owner):
+        if owner == os.getpid() or pid_running(owner):
             continue
         PgServer(root, bindir, 0, "").stop()
 
