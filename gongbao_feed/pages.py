@@ -689,7 +689,8 @@ def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
         score += 2
     elif _RUNS_ON.match(below.text):
         score -= 4
-    if len(below.text) <= 5 and ends_sentence(below.text):
+    goes_on = j + 1 < len(units) and _CONTINUES.match(units[j + 1].text)
+    if len(below.text) <= 5 and ends_sentence(below.text) and not goes_on:
         score -= 3
     if _ends_with_credit(units, j):
         score += 2
