@@ -17,6 +17,7 @@ from . import deliver, ledger, urls
 from .archive import RenderReport, environment, render_archive
 from .assemble import (
     AssembleResult,
+    Plan,
     last_manifest_number,
     manifest_bytes,
     manifest_name,
@@ -25,7 +26,7 @@ from .assemble import (
 from .config import Config, load_config
 from .deliver import SendReport, make_transport
 from .digest import Digest, Mailer, email_environment, personalise, render_digest
-from .errors import AssembleError, DeliveryError, GongbaoError, MemberError
+from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
 from .feeds import render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
@@ -160,20 +161,43 @@ class Newsroom:
 
         The manifest issues/NNNN.json is written inside the store's
         transaction, so either both exist or neither does. `dry_run` reports
-        what the issue would hold and writes nothing.
+        what the issue would hold and writes nothing. When another run (an
+        `assemble`, the service's publish, on this machine or another) made an
+        issue of these articles first, this one makes none and says so.
         """
+        # The articles first, the numbers after: an issue another run makes between
+        # the two reads is then counted in `last`, never missed by both.
+        unissued = self.store.unissued_articles()
         manifests = self.config.issues_dir
         names = [p.name for p in manifests.iterdir()] if manifests.is_dir() else []
         last = max(self.store.last_issue_number(), last_manifest_number(names))
         plan = plan_issue(
-            self.store.unissued_articles(), last, self.now(), self.config.issue,
-            self.config.paper, self.config.tz, force=force,
+            unissued, last, self.now(), self.config.issue, self.config.paper, self.config.tz,
+            force=force,
         )
         if dry_run:
             return AssembleResult(plan, dry_run=True)
         if plan.issue is not None:
-            self.store.add_issue(plan.issue, publish=self._write_manifest)
+            try:
+                self.store.add_issue(plan.issue, publish=self._write_manifest)
+            except StoreError:
+                plan = self._made_by_another_run(plan.issue) or plan
+                if plan.issue is not None:
+                    raise
         return AssembleResult(plan, render=self.render())
+
+    def _made_by_another_run(self, planned: Issue) -> Plan | None:
+        """After add_issue refused `planned`: if another run put its articles in an
+        issue meanwhile, the plan that says so (no issue); None for any other refusal."""
+        taken = sorted({a.issue for a in self.store.articles(planned.article_ids)
+                        if a.issue is not None})
+        if not taken:
+            return None
+        made = f"issue{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))}"
+        waiting = len(self.store.unissued_articles())
+        rest = (f"{waiting} more article{' waits' if waiting == 1 else 's wait'} for the "
+                "next assemble" if waiting else "nothing to assemble")
+        return Plan(None, f"{made} was just made by another run; {rest}", waiting=waiting)
 
     def _write_manifest(self, issue: Issue) -> None:
         path = self.config.issues_dir / manifest_name(issue.number)
