@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/smtp.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) state public outbox .pytest_cache .ruff_cache .hypothesis

@@ -41,7 +41,8 @@ from sqlalchemy.engine import Connection
 
 from . import host
 from .models import Delivery, DeliveryState, Issue, Member
-from .store import Store, _row_to_member, bytewise, deliveries_t, members_t
+from .schema import bytewise, deliveries_t, members_t
+from .store import Store, _row_to_member
 from .transport import Outcome
 
 PENDING, SENT, FAILED = (s.value for s in DeliveryState)
@@ -108,11 +109,17 @@ class Ledger:
         self._expire_dead_local_senders()
         now = self.now()
         d, m = deliveries_t, members_t
-        joined = m.outerjoin(d, and_(d.c.issue == self.issue, d.c.email == m.c.email))
+        # Two uncorrelated sub-selects, not an outer join: PostgreSQL keeps each as
+        # one hashed set per claim. An outer join is planned from statistics taken
+        # before this issue had rows ("deliveries of this issue: 1 row"), as a
+        # nested loop that compares every member with every row: a claim took
+        # 0.3 s at 3,000 members and grew with the square of the list.
+        has_row = select(d.c.email).where(d.c.issue == self.issue)
+        claimable = select(d.c.email).where(d.c.issue == self.issue, self._claimable(now))
         wanted = (
             select(m.c.email)
-            .select_from(joined)
-            .where(m.c.status == "active", or_(d.c.email.is_(None), self._claimable(now)))
+            .where(m.c.status == "active",
+                   or_(m.c.email.not_in(has_row), m.c.email.in_(claimable)))
             .order_by(bytewise(m.c.email))
             .limit(limit)
         )
@@ -168,15 +175,18 @@ class Ledger:
         insert = postgresql.insert if self._postgres else sqlite.insert
         held = {"state": PENDING, "claimed_by": self.sender, "lease_until": now + self.lease,
                 "transport": self.transport, "updated": now}
-        stmt = insert(d).values([
+        # One statement, executed with a list of rows: compiled once and cached (a
+        # VALUES list of 100 rows was compiled anew at every claim, 40-70 ms), and
+        # still sent as one INSERT … VALUES (…), (…) ("insertmanyvalues").
+        stmt = insert(d).on_conflict_do_update(
+            index_elements=[d.c.issue, d.c.email], set_=held, where=self._claimable(now)
+        ).returning(d.c.email)
+        rows = [
             {"issue": self.issue, "email": e, "attempts": 0, "permanent": False, "code": None,
              "detail": "", "message_id": "", **held}
             for e in emails
-        ])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[d.c.issue, d.c.email], set_=held, where=self._claimable(now)
-        ).returning(d.c.email)
-        return list(conn.execute(stmt).scalars())
+        ]
+        return list(conn.execute(stmt, rows).scalars())
 
     def renew(self, force: bool = False) -> None:
         """Push this sender's leases forward; cheap to call often (acts every lease/3)."""
@@ -235,8 +245,14 @@ class Ledger:
             )
             for o in waiting
         ]
-        with self.store.transaction() as conn:
-            conn.execute(_SETTLE, rows)
+        if self._postgres and len(rows) == 1:
+            # One statement commits on its own: one round trip to the server, where
+            # BEGIN, UPDATE, COMMIT took three, for every message sent over SMTP.
+            with self.store.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").execute(_SETTLE, rows[0])
+        else:
+            with self.store.transaction() as conn:
+                conn.execute(_SETTLE, rows)
         self._held.difference_update(o.message.email for o in waiting)
 
     def _settled_row(self, email: str, state: str, *, permanent: bool, code: int | None,

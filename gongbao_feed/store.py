@@ -12,23 +12,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    DateTime,
     Engine,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
     and_,
     bindparam,
     create_engine,
@@ -37,11 +26,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from . import migrations
 from .errors import StoreError
@@ -56,143 +42,15 @@ from .models import (
     MemberStatus,
     same_story,
 )
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, on every backend."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        # Naive UTC from a TIMESTAMP column (SQLite, PostgreSQL `timestamp`); an
-        # aware value if a column is ever `timestamptz`: the same instant, in UTC.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class bytewise(FunctionElement[Any]):  # lower case: it reads as a SQL function
-    """A text column compared and sorted by code point, on every database.
-
-    SQLite compares text byte by byte (UTF-8, so by code point); PostgreSQL by
-    the database's collation (en_US, zh_CN: "alice" before "Bob", 八 before
-    一, punctuation ignored), so a list ordered by address or page file
-    would come out in another order, and pages of members (`iter_members`)
-    would follow rules the code cannot know. `COLLATE "C"` makes PostgreSQL
-    compare bytes; elsewhere the column is left as it is.
-    """
-
-    inherit_cache = True
-
-    def __init__(self, column: Any) -> None:
-        super().__init__(column)
-        self.type = column.type
-
-
-@compiles(bytewise)
-def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
-
-
-@compiles(bytewise, "postgresql")
-def _bytewise_postgresql(element: bytewise, compiler: Any, **kw: Any) -> str:
-    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
-
-
-def upsert(conn: Connection, table: Table) -> Any:
-    """INSERT … ON CONFLICT for this connection's database; None where there is none."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    return None
-
-
-metadata = MetaData()
-
-articles_t = Table(
-    "articles",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("date", Date, nullable=False, index=True),
-    Column("title", Text, nullable=False),
-    Column("kicker", Text),
-    Column("subtitle", Text),
-    Column("dateline", Text),
-    Column("section", Text),
-    Column("byline", Text, nullable=False),
-    Column("captions", Text, nullable=False),
-    Column("paragraphs", Text, nullable=False),
-    Column("content_hash", String(64), nullable=False),
-    Column("revision", Integer, nullable=False),
-    Column("first_seen", UTCDateTime, nullable=False),
-    Column("updated", UTCDateTime, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("position", Integer, nullable=False),
-    Column("issue", Integer, ForeignKey("issues.number"), index=True),
-)
-
-issues_t = Table(
-    "issues",
-    metadata,
-    Column("number", Integer, primary_key=True, autoincrement=False),
-    Column("date", Date, nullable=False),
-    Column("title", Text, nullable=False),
-    Column("created", UTCDateTime, nullable=False),
-)
-
-issue_articles_t = Table(
-    "issue_articles",
-    metadata,
-    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("article_id", String(64), ForeignKey("articles.id"), nullable=False, unique=True),
-)
-
-# Articles a re-read page no longer has, noted once so `gone` is reported once:
-# the service re-reads every page in the inbox on each run.
-gone_t = Table(
-    "gone_articles",
-    metadata,
-    Column("article_id", String(64), ForeignKey("articles.id"), primary_key=True),
-    Column("noticed", UTCDateTime, nullable=False),
-)
-
-members_t = Table(
-    "members",
-    metadata,
-    Column("email", String(320), primary_key=True),
-    Column("name", Text, nullable=False, default=""),
-    Column("status", String(16), nullable=False),
-    Column("joined", UTCDateTime, nullable=False),
-    Column("unsubscribed_at", UTCDateTime),
-    Column("unsubscribed_via", Text),
-)
-
-deliveries_t = Table(
-    "deliveries",
-    metadata,
-    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True),
-    Column("email", String(320), primary_key=True),
-    Column("state", String(16), nullable=False),
-    Column("transport", String(16), nullable=False, default=""),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("permanent", Boolean, nullable=False, default=False),
-    Column("code", Integer),
-    Column("detail", Text, nullable=False, default=""),
-    Column("message_id", Text, nullable=False, default=""),
-    Column("updated", UTCDateTime, nullable=False),
-    # A pending row is a claim: which sender holds it, and until when (see ledger.py).
-    Column("claimed_by", Text, nullable=False, default="", server_default=""),
-    Column("lease_until", UTCDateTime),
+from .schema import (
+    articles_t,
+    bytewise,
+    deliveries_t,
+    gone_t,
+    issue_articles_t,
+    issues_t,
+    members_t,
+    upsert,
 )
 
 

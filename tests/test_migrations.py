@@ -25,7 +25,8 @@ from gongbao_feed import migrations
 from gongbao_feed.config import load_config
 from gongbao_feed.errors import StoreError
 from gongbao_feed.migrations import alembic_config, head, revisions
-from gongbao_feed.store import Store, metadata
+from gongbao_feed.schema import metadata
+from gongbao_feed.store import Store
 
 from .helpers_cli import run
 

@@ -174,7 +174,7 @@ def upgrade(engine: Engine, before: SchemaState | None = None) -> SchemaReport:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    from ..store import metadata
+    from ..schema import metadata
 
     before = before or read_state(engine)
     if not before.known:
@@ -216,7 +216,7 @@ def alembic_config(conn: Connection | None = None) -> AlembicConfig:
 def include_name(name: str | None, type_: str, _parent: Any) -> bool:
     """Only our tables: the job store (gongbao_jobs) and anything else is not ours."""
     if type_ == "table":
-        from ..store import metadata
+        from ..schema import metadata
 
         return name in metadata.tables
     return True

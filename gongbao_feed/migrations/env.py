@@ -11,7 +11,7 @@ from typing import Any
 from alembic import context
 
 from gongbao_feed.migrations import COMPARE
-from gongbao_feed.store import UTCDateTime, metadata
+from gongbao_feed.schema import UTCDateTime, metadata
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
