@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from .mail import Message
 from .models import DeliveryState
@@ -75,7 +75,6 @@ class RecordingTransport:
     redelivery_replaces: bool = False
     refuse: dict[str, dict[str, object]] = field(default_factory=dict)
     delivered: list[Message] = field(default_factory=list)
-    seen: ClassVar[str] = "every message handed over, in order"
 
     def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
         for message in messages:

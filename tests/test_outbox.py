@@ -15,6 +15,7 @@ from gongbao_feed.errors import DeliveryError
 from gongbao_feed.models import DeliveryState, Member
 from gongbao_feed.outbox import eml_name, issue_folder
 from gongbao_feed.publish import Newsroom
+from gongbao_feed.transport import RecordingTransport
 
 from .helpers_cli import run
 from .helpers_mail import bodies, make_issue, parse
@@ -228,3 +229,24 @@ def test_a_send_sweeps_the_temporary_copies_a_killed_sender_left(room: Newsroom)
     assert [p.name for p in folder.iterdir() if p.name.endswith(".eml")] == [
         eml_name("wang@example.org")
     ]
+
+
+def test_an_injected_transport_is_used_and_its_refusals_are_recorded(room: Newsroom) -> None:
+    """The seam: `Newsroom(transport=…)` replaces the configured one, no patching."""
+    make_issue(room, 1)
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        room.add_member(email, "")
+    fake = RecordingTransport(
+        refuse={"b@example.org": {"code": 550, "detail": "no such user", "permanent": True}}
+    )
+    with Newsroom(room.config, room.clock, transport=fake) as sender:
+        report = sender.send()
+    assert [m.email for m in fake.delivered] == ["a@example.org", "c@example.org"]
+    assert (report.sent, report.failed) == (2, [("b@example.org", "no such user")])
+    rows = {d.email: (d.state, d.permanent, d.code) for d in room.store.deliveries(1)}
+    assert rows == {
+        "a@example.org": (DeliveryState.SENT, False, None),
+        "b@example.org": (DeliveryState.FAILED, True, 550),
+        "c@example.org": (DeliveryState.SENT, False, None),
+    }
+    assert not room.config.outbox_dir.exists() or not any(room.config.outbox_dir.iterdir())
