@@ -40,8 +40,10 @@ def display_date(day: date) -> str:
 
 
 def xml_safe(text: str) -> str:
-    """`text` without the characters an XML 1.0 document may not hold."""
-    return _NOT_XML.sub("", text)
+    """`text` as an XML 1.0 document carries it: without the characters XML
+    forbids, and with line ends as LF, since every XML parser reads CR LF and
+    a lone CR as LF (XML 1.0 §2.11) and a feed reader would see them so."""
+    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _opt(text: str | None) -> str | None:

@@ -24,7 +24,6 @@ settings.register_profile("quick", phases=[Phase.explicit, Phase.generate])
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_INBOX = REPO / "inbox"
-SHARED = REPO.parent / "shared"
 
 
 class FixedClock:

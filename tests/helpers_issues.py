@@ -13,10 +13,10 @@ from gongbao_feed.config import Config, config_from_dict
 from gongbao_feed.models import Article, Byline, Issue
 from gongbao_feed.publish import Newsroom
 
-from .conftest import SHARED, FixedClock
+from .conftest import FixedClock
 
 FEED_PAGES = Path(__file__).resolve().parent / "fixtures" / "feeds"
-SCHEMAS = SHARED / "schemas"
+SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "schemas"
 BASE = "https://paper.example.net/"
 START = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)  # 08:30 in Shanghai
 
