@@ -36,12 +36,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from . import host
 from .models import Delivery, DeliveryState, Issue, Member
-from .schema import bytewise, deliveries_t, members_t
+from .schema import bytewise, deliveries_t, members_t, upsert
 from .store import Store, _row_to_member
 from .transport import Outcome
 
@@ -90,7 +89,6 @@ class Ledger:
         self.batch_seconds = batch_seconds
         self.sender = sender or sender_name()
         self.monotonic = monotonic
-        self.started = now()
         self._held: set[str] = set()
         self._waiting: list[Outcome] = []
         self._since = monotonic()
@@ -173,13 +171,12 @@ class Ledger:
 
     def _upsert_claims(self, conn: Connection, emails: Sequence[str], now: datetime) -> list[str]:
         d = deliveries_t
-        insert = postgresql.insert if self._postgres else sqlite.insert
         held = {"state": PENDING, "claimed_by": self.sender, "lease_until": now + self.lease,
                 "transport": self.transport, "updated": now}
         # One statement, executed with a list of rows: compiled once and cached (a
         # VALUES list of 100 rows was compiled anew at every claim, 40-70 ms), and
         # still sent as one INSERT … VALUES (…), (…) ("insertmanyvalues").
-        stmt = insert(d).on_conflict_do_update(
+        stmt = upsert(conn, d).on_conflict_do_update(
             index_elements=[d.c.issue, d.c.email], set_=held, where=self._claimable(now)
         ).returning(d.c.email)
         rows = [
@@ -292,11 +289,6 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- questions ----------------------------------------------------------------
-    def settled(self) -> set[str]:
-        """Who needs nothing more of this issue: sent, or refused for good (unless retrying)."""
-        return settled_emails(self.store, self.issue, self.retry_failed)
 
 
 def _alive(holder: str) -> bool:

@@ -594,12 +594,6 @@ def _open_above(units: list[Unit], k: int) -> bool:
     )
 
 
-def _glued_credit(text: str) -> bool:
-    """A body line with its photo credit at the end (…围观叫好。本报记者 甲乙 摄)."""
-    found = split_credit(text)
-    return found is not None and bool(found[0]) and bool(found[1])
-
-
 def headline_score(units: list[Unit], s: int, j: int, indented: bool) -> int:
     """How strongly the short lines units[s:j] read as a headline over units[j].
 
