@@ -14,6 +14,8 @@ nor SMTP imports this module.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,24 +112,85 @@ def send_claimed(
         progress()
 
     def messages(members: list[Member]) -> Iterator[Message]:
-        for member in members:
-            if not is_active(member.email):  # unsubscribed since the claim
+        with contextlib.closing(_one_ahead(members, is_active, make_message)) as ahead:
+            yield from _settle_unmade(ahead)
+
+    def _settle_unmade(ahead: Iterator[tuple[Member, _Made]]) -> Iterator[Message]:
+        for member, made in ahead:
+            if made is None:  # unsubscribed since the claim
                 ledger.release([member.email])
                 report.skipped += 1
                 progress()
-                continue
-            try:
-                message = make_message(member)
-            except DeliveryError as exc:  # this member's copy cannot be made
-                ledger.fail(member, exc.message)
-                report.failed.append((member.email, exc.message))
+            elif isinstance(made, DeliveryError):  # this member's copy cannot be made
+                ledger.fail(member, made.message)
+                report.failed.append((member.email, made.message))
                 progress()
-                continue
-            yield message
+            else:
+                yield made
 
     with ledger:
         while not stop.is_set():
             members = ledger.claim(claim_size)
             if not members:
                 break
-            transport.deliver(messages(members), record, stop)
+            with contextlib.closing(messages(members)) as batch:
+                transport.deliver(batch, record, stop)
+
+
+_Made = Message | DeliveryError | None
+
+
+def _one_ahead(
+    members: list[Member],
+    is_active: Callable[[str], bool],
+    make_message: Callable[[Member], Message],
+) -> Iterator[tuple[Member, _Made]]:
+    """Each member with their copy (None: no longer subscribed), made one member ahead.
+
+    The next copy is checked and made on a second thread while the transport
+    hands the current one over (the relay's round trips, a file's fsync), so
+    the database lookup and the personalisation are off the send's critical
+    path. Only the check and the making run there; every ledger write stays
+    with the caller, in order, so a claim is still settled before the next
+    message goes out, and a crash repeats no more than before. The check is
+    at most one message older than the send, which is still "at once" for an
+    unsubscribe. Stopping early (a stop, a fatal error) leaves the made copy
+    unused: its claim is still held, and the ledger's close gives it back.
+    """
+    ready: queue.Queue[tuple[Member, _Made] | BaseException | None] = queue.Queue(maxsize=1)
+    closed = threading.Event()
+
+    def put(item: tuple[Member, _Made] | BaseException | None) -> bool:
+        while not closed.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
+        try:
+            for member in members:
+                made: _Made = None
+                if is_active(member.email):
+                    try:
+                        made = make_message(member)
+                    except DeliveryError as exc:
+                        made = exc
+                if not put((member, made)):
+                    return
+            put(None)
+        except BaseException as exc:  # the database went away: the caller raises it
+            put(exc)
+
+    maker = threading.Thread(target=make, name="make-ahead", daemon=True)
+    maker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        maker.join()
