@@ -440,6 +440,21 @@ def run(once: bool, config_path: Path) -> None:
 
 
 @main.command()
+@config_option
+@friendly
+def timer(config_path: Path) -> None:
+    """Print a systemd timer that runs `run --once` on [schedule] publish_cron.
+
+    For running without the `run` service: save the output as
+    /etc/systemd/system/gongbao-feed-once.timer (next to
+    deploy/gongbao-feed-once.service). Write it again after changing publish_cron.
+    """
+    from .systemd import timer_unit
+
+    click.echo(timer_unit(load_config(config_path), config_path), nl=False)
+
+
+@main.command()
 @json_option
 @config_option
 @friendly
