@@ -83,7 +83,7 @@ def _respelled(token: str) -> list[str]:
     flipped = bytes([raw[0] ^ 1]) + raw[1:]
     out = [
         token + "=" * (-len(token) % 4 or 4),  # padded
-        token.replace("-", "+").replace("_", "/") if ("-" in token or "_" in token) else token + "+",
+        token.replace("-", "+").replace("_", "/") if set(token) & set("-_") else token + "+",
         token[:-1],
         token[:-4],
         token + "A",
