@@ -594,6 +594,13 @@ def guarded_protocol(request_timeout: float, max_connections: int) -> type[Any]:
             if self._waiting() and not self.transport.is_closing():
                 self.transport.close()
 
+        def on_headers_complete(self) -> None:
+            # uvicorn's own check counts connections already closed but not yet
+            # gone from its set; decide on the live ones (0: answer 503, None: serve).
+            live = sum(1 for c in self.connections if not c.transport.is_closing())
+            self.limit_concurrency = None if live <= max_connections else 0
+            super().on_headers_complete()
+
         def on_message_complete(self) -> None:
             self._disarm()
             super().on_message_complete()
@@ -636,7 +643,4 @@ def server_options(
         "timeout_graceful_shutdown": 10,
         "http": guarded_protocol(web.request_timeout, web.max_connections),
         "timeout_keep_alive": web.keep_alive_timeout,
-        # uvicorn answers 503 once open connections reach this; the protocol keeps
-        # them at max_connections unless every one is busy.
-        "limit_concurrency": web.max_connections + 1,
     }
