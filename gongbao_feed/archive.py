@@ -9,6 +9,7 @@ the feed links and canonical addresses are absolute, from urls.py.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,17 @@ from .models import Article, Issue
 
 TEMPLATES = {"index": "index.html.j2", "issue": "issue.html.j2", "article": "article.html.j2"}
 STATIC = (urls.STYLESHEET_PATH,)
+
+#: The Content-Security-Policy of every archive page: its one stylesheet and
+#: nothing else (no script, no inline style, no plug-in, no form, no <base>).
+#: It goes into each page as <meta http-equiv> so a static web server or a CDN
+#: gives the same protection as `serve`, which also sends it as a header, with
+#: frame-ancestors added (a <meta> policy cannot carry that directive).
+ARCHIVE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'"
+)
+_HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)
+_DOCTYPE = re.compile(r"\s*<!doctype[^>]*>", re.IGNORECASE)
 
 FEED_TITLES = {
     "rss": "RSS",
@@ -169,7 +181,22 @@ def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **conte
             f"templates/web/{name}: {exc}",
             hint="check the names the template uses against the built-in one",
         ) from None
-    return html.encode("utf-8")
+    return with_policy(html).encode("utf-8")
+
+
+def with_policy(html: str) -> str:
+    """The page with ARCHIVE_CSP as the first thing in its <head>.
+
+    Added here rather than in base.html.j2 so a working folder's own
+    templates (copied before the policy existed) get it too. A page whose
+    template has no <head> gets the <meta> at its top, where an HTML parser
+    opens the head for it (after its doctype, which must stay first).
+    """
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{ARCHIVE_CSP}">'
+    m = _HEAD.search(html) or _DOCTYPE.match(html)
+    if m is None:
+        return meta + "\n" + html
+    return f"{html[: m.end()]}\n{meta}{html[m.end():]}"
 
 
 def _static(env: jinja2.Environment, name: str) -> bytes:

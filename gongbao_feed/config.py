@@ -148,6 +148,14 @@ class LogConfig(_Section):
 class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    #: Seconds a client has to send a whole request, from connecting (or the
+    #: end of its previous response) to the request's last byte.
+    request_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: Seconds an idle keep-alive connection is kept open between requests.
+    keep_alive_timeout: Annotated[float, Field(gt=0, le=300)] = 5.0
+    #: Open connections at most; over it the oldest one still waiting for its
+    #: request is closed. Keep it well under the process's open-file limit.
+    max_connections: Annotated[int, Field(ge=2, le=100_000)] = 500
 
 
 class Config(_Section):

@@ -51,7 +51,7 @@ import wcwidth
 from . import tokens, urls
 from .config import Config
 from .errors import DeliveryError, RenderError
-from .fragments import clean_article, credit_line, display_date
+from .fragments import clean_article, credit_line, display_date, display_subtitle
 from .mail import Message
 from .models import Article, Byline, Issue, Member
 
@@ -128,7 +128,7 @@ def digest_context(issue: Issue, articles: Sequence[Article], config: Config) ->
             "n": n,
             "kicker": a.kicker or "",
             "title": a.title,
-            "subtitle": a.subtitle or "",
+            "subtitle": display_subtitle(a.subtitle or ""),
             "dateline": a.dateline or "",
             "byline": credit_line(_writers(a.byline)),
             "lead": paragraphs[0] if paragraphs else "",

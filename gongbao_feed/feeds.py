@@ -10,9 +10,16 @@ change in the feed: the same articles give the same bytes. And
 `add_entry()` prepends by default, so every entry is added with
 `order="append"`.
 
-Ids are tag: URIs made of the article's id and date, neither of which a
-correction changes, so a corrected article updates its entry in a reader
-instead of arriving twice.
+Ids are minted once, when a thing is first published, and stored
+(`FeedIds`, table feed_ids): a tag: URI (RFC 4151) made of the site's host
+and path at that moment and the article's id and date, neither of which a
+correction changes, and the feed's own URL at that moment for the feed's
+id. They are never derived from the current `paper.base_url` again, so a
+site that moves keeps every id (RFC 4287 §4.2.6) while links follow it; a
+corrected article updates its entry in a reader instead of arriving twice.
+
+Every time is written in whole seconds: readers built on ROME drop dates with
+fractions and older NetNewsWire reads the digits as a zone offset.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
@@ -37,6 +44,45 @@ JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "gongbao-feed"
 #: The `updated` of a feed with nothing in it yet: fixed, so even that renders the same.
 EMPTY_FEED_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FeedIds:
+    """The stored ids: articles by article id, issues by number, feeds by kind ("atom", "issues").
+
+    A thing missing here gets the id it would have been minted with now
+    (`mint_ids`); Newsroom.render stores those before it writes any feed.
+    """
+
+    articles: Mapping[str, str] = field(default_factory=dict)
+    issues: Mapping[int, str] = field(default_factory=dict)
+    feeds: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The feeds that carry an id of their own (RSS has no channel id; JSON Feed's is its URL).
+ID_FEEDS = ("atom", "issues")
+
+
+def mint_ids(
+    articles: Sequence[Article], issues: Sequence[Issue], config: Config, known: FeedIds
+) -> FeedIds:
+    """Ids for whatever `known` lacks, minted from the current base URL; `known` ones kept."""
+    return FeedIds(
+        articles={
+            a.id: known.articles.get(a.id) or urls.article_tag(config, a.id, a.date)
+            for a in articles
+        },
+        issues={
+            i.number: known.issues.get(i.number) or urls.issue_tag(config, i.number, i.date)
+            for i in issues
+        },
+        feeds={k: known.feeds.get(k) or urls.feed_url(config, k) for k in ID_FEEDS},
+    )
+
+
+def whole_seconds(when: datetime) -> datetime:
+    """`when` without its fraction of a second (see the module docstring)."""
+    return when.replace(microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -57,11 +103,11 @@ class Entry:
 def published_at(article: Article, tz: tzinfo) -> datetime:
     """When the paper first had the article (midnight of its date if never stored)."""
     when = article.first_seen or datetime.combine(article.date, time(), tz)
-    return when.astimezone(tz)
+    return whole_seconds(when.astimezone(tz))
 
 
 def updated_at(article: Article, tz: tzinfo) -> datetime:
-    return (article.updated or published_at(article, tz)).astimezone(tz)
+    return whole_seconds((article.updated or published_at(article, tz)).astimezone(tz))
 
 
 def newest_first(articles: Sequence[Article], tz: tzinfo) -> list[Article]:
@@ -82,9 +128,12 @@ def people(byline: Byline) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return authors, tuple(n for n in names if n not in authors)
 
 
-def entries(articles: Sequence[Article], config: Config) -> list[Entry]:
+def entries(
+    articles: Sequence[Article], config: Config, ids: FeedIds | None = None
+) -> list[Entry]:
     """The newest `feed.max_items` articles as feed entries, newest first."""
     tz = config.tz
+    known = ids.articles if ids is not None else {}
     chosen = newest_first(articles, tz)[: config.feed.max_items]
     out = []
     for raw in chosen:
@@ -93,7 +142,7 @@ def entries(articles: Sequence[Article], config: Config) -> list[Entry]:
         out.append(
             Entry(
                 article=a,
-                id=urls.article_tag(config, a.id, a.date),
+                id=known.get(a.id) or urls.article_tag(config, a.id, a.date),
                 url=urls.article_url(config, a.id),
                 published=published_at(a, tz),
                 updated=updated_at(a, tz),
@@ -107,17 +156,25 @@ def entries(articles: Sequence[Article], config: Config) -> list[Entry]:
 
 
 def render_feeds(
-    articles: Sequence[Article], issues: Sequence[Issue], config: Config
+    articles: Sequence[Article],
+    issues: Sequence[Issue],
+    config: Config,
+    ids: FeedIds | None = None,
 ) -> dict[str, bytes]:
-    """Every feed file, by its path under the public folder."""
-    items = entries(articles, config)
-    rss, atom = rss_and_atom(items, config)
+    """Every feed file, by its path under the public folder.
+
+    `ids`: the stored ids (see `FeedIds`); None mints them all from the
+    current base URL, which only a first render may do.
+    """
+    ids = mint_ids(articles, issues, config, ids or FeedIds())
+    items = entries(articles, config, ids)
+    rss, atom = rss_and_atom(items, config, ids.feeds["atom"])
     by_id = {a.id: a for a in articles}
     return {
         urls.FEED_FILES["rss"]: rss,
         urls.FEED_FILES["atom"]: atom,
         urls.FEED_FILES["json"]: json_feed(items, config),
-        urls.FEED_FILES["issues"]: issues_feed(issues, by_id, config),
+        urls.FEED_FILES["issues"]: issues_feed(issues, by_id, config, ids),
     }
 
 
@@ -125,10 +182,10 @@ def _newest(times: Sequence[datetime], tz: tzinfo) -> datetime:
     return max(times, default=EMPTY_FEED_TIME).astimezone(tz)
 
 
-def _generator(config: Config, kind: str, title: str, subtitle: str) -> FeedGenerator:
+def _generator(config: Config, feed_id: str, title: str, subtitle: str) -> FeedGenerator:
     """A FeedGenerator with the channel-level fields every feed of ours shares."""
     fg = FeedGenerator()
-    fg.id(urls.feed_url(config, kind))
+    fg.id(feed_id)
     fg.title(xml_safe(title))
     fg.subtitle(xml_safe(subtitle) or xml_safe(title))
     fg.language(config.paper.language)
@@ -147,10 +204,17 @@ def _links(fg: FeedGenerator, config: Config, kind: str, home: str) -> None:
     )
 
 
-def rss_and_atom(items: Sequence[Entry], config: Config) -> tuple[bytes, bytes]:
-    """RSS 2.0 and Atom 1.0 from one generator: same entries, same order."""
+def rss_and_atom(
+    items: Sequence[Entry], config: Config, feed_id: str | None = None
+) -> tuple[bytes, bytes]:
+    """RSS 2.0 and Atom 1.0 from one generator: same entries, same order.
+
+    `feed_id`: the Atom feed's stored id (default: its URL now).
+    """
     paper = config.paper
-    fg = _generator(config, "atom", paper.name, paper.description)
+    fg = _generator(
+        config, feed_id or urls.feed_url(config, "atom"), paper.name, paper.description
+    )
     fg.load_extension("dc", atom=False, rss=True)
     newest = _newest([e.updated for e in items], config.tz)
     fg.updated(newest)
@@ -238,20 +302,26 @@ def _json_item(e: Entry) -> dict[str, Any]:
     return item
 
 
-def issues_feed(issues: Sequence[Issue], articles: Mapping[str, Article], config: Config) -> bytes:
+def issues_feed(
+    issues: Sequence[Issue],
+    articles: Mapping[str, Article],
+    config: Config,
+    ids: FeedIds | None = None,
+) -> bytes:
     """issues.xml: one Atom entry per issue, its table of contents as content."""
     tz = config.tz
     paper = config.paper
-    fg = _generator(config, "issues", f"{paper.name} · 每期目录", paper.description)
+    ids = mint_ids((), issues, config, ids or FeedIds())
+    fg = _generator(config, ids.feeds["issues"], f"{paper.name} · 每期目录", paper.description)
     chosen = sorted(issues, key=lambda i: i.number, reverse=True)[: config.feed.max_items]
     stamps = []
     for issue in chosen:
         held = [clean_article(articles[i]) for i in issue.article_ids if i in articles]
-        created = issue.created.astimezone(tz)
+        created = whole_seconds(issue.created.astimezone(tz))
         updated = max([created, *(updated_at(a, tz) for a in held)])
         stamps.append(updated)
         fe = fg.add_entry(order="append")
-        fe.id(urls.issue_tag(config, issue.number, issue.date))
+        fe.id(ids.issues[issue.number])
         fe.title(xml_safe(issue.title))
         fe.link(href=urls.issue_url(config, issue.number), rel="alternate", type="text/html")
         fe.published(created)

@@ -69,6 +69,21 @@ def clean_article(article: Article) -> Article:
     )
 
 
+#: How a subtitle (副题) is led wherever it is shown: one dash, whatever the page had.
+SUBTITLE_DASH = "——"
+_LEADING_DASHES = "—－-―─ \u3000"
+
+
+def display_subtitle(subtitle: str) -> str:
+    """A subtitle as every rendering shows it: led by exactly one `——`.
+
+    The reader keeps a subtitle as printed (`——覆盖…`, `—覆盖…`, `--覆盖…`
+    or with no dash), so a renderer that adds its own dash would show two.
+    """
+    text = subtitle.lstrip(_LEADING_DASHES)
+    return SUBTITLE_DASH + text if text else ""
+
+
 def credit_groups(byline: Byline) -> list[tuple[str, tuple[str, ...]]]:
     """(label, names) for each role that has names: 记者, 通讯员, 实习生, 摄影."""
     return [
@@ -116,8 +131,8 @@ def article_html(article: Article, *, heading: int | None = 1) -> Markup:
         parts.append(f'<p class="kicker">{escape(article.kicker)}</p>')
     if heading is not None:
         parts.append(f'<h{heading:d} class="title">{escape(article.title)}</h{heading:d}>')
-    if article.subtitle:
-        parts.append(f'<p class="subtitle">{escape(article.subtitle)}</p>')
+    if article.subtitle and (sub := display_subtitle(article.subtitle)):
+        parts.append(f'<p class="subtitle">{escape(sub)}</p>')
     if article.byline:
         parts.append(f'<p class="byline">{byline_html(article.byline)}</p>')
     dateline = (

@@ -8,7 +8,7 @@ and reruns can fix "now".
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -27,12 +27,12 @@ from .config import Config, load_config
 from .deliver import SendReport, make_transport
 from .digest import Digest, Mailer, email_environment, personalise, render_digest
 from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
-from .feeds import render_feeds
+from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
-from .models import DeliveryState, Issue, Member, MemberStatus
+from .models import Article, DeliveryState, Issue, Member, MemberStatus
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import load_secret
@@ -214,7 +214,7 @@ class Newsroom:
         articles = [a for a in self.store.all_articles() if a.issue is not None]
         env = environment([self.config.templates_dir / "web", builtin_templates() / "web"])
         files = {
-            **render_feeds(articles, issues, self.config),
+            **render_feeds(articles, issues, self.config, self._feed_ids(articles, issues)),
             **render_archive(issues, articles, self.config, env),
         }
         public = self.config.public_dir
@@ -223,6 +223,26 @@ class Newsroom:
             if atomic_write(public / path, data, durable=False)
         )
         return RenderReport(written, len(files) - len(written))
+
+    def _feed_ids(self, articles: Sequence[Article], issues: Sequence[Issue]) -> FeedIds:
+        """The feed ids of everything about to be published: stored ones, and for the
+        rest ids minted now and stored before any feed carries them (see feeds.FeedIds)."""
+        store, now = self.store, self.clock()
+        known = FeedIds(
+            articles=store.feed_ids("article"),
+            issues={int(k): v for k, v in store.feed_ids("issue").items()},
+            feeds=store.feed_ids("feed"),
+        )
+        minted = mint_ids(articles, issues, self.config, known)
+        return FeedIds(
+            articles=store.keep_feed_ids("article", dict(minted.articles), now),
+            issues={
+                int(k): v for k, v in store.keep_feed_ids(
+                    "issue", {str(n): v for n, v in minted.issues.items()}, now
+                ).items()
+            },
+            feeds=store.keep_feed_ids("feed", dict(minted.feeds), now),
+        )
 
     def publish(self, stop: threading.Event | None = None) -> PublishReport:
         """Ingest the inbox, assemble the next issue (which renders), mail it.

@@ -139,6 +139,19 @@ gone_t = Table(
     Column("noticed", UTCDateTime, nullable=False),
 )
 
+# Feed ids, minted once when a thing is first published and never derived again
+# (RFC 4287 §4.2.6: an id must not change when the document moves). kind is
+# "article" (key: the article id), "issue" (key: the number) or "feed" (key:
+# the feed's kind in urls.FEED_FILES).
+feed_ids_t = Table(
+    "feed_ids",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("id", Text, nullable=False),
+    Column("minted", UTCDateTime, nullable=False),
+)
+
 members_t = Table(
     "members",
     metadata,

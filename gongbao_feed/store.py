@@ -46,6 +46,7 @@ from .schema import (
     articles_t,
     bytewise,
     deliveries_t,
+    feed_ids_t,
     gone_t,
     issue_articles_t,
     issues_t,
@@ -398,6 +399,44 @@ class Store:
             .order_by(issue_articles_t.c.position)
         ).scalars()
         return Issue(row.number, row.date, row.title, tuple(ids), row.created)
+
+    # -- feed ids -----------------------------------------------------------
+    def feed_ids(self, kind: str) -> dict[str, str]:
+        """Every stored feed id of one kind ("article", "issue", "feed"), by key."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(feed_ids_t.c.key, feed_ids_t.c.id).where(feed_ids_t.c.kind == kind)
+            ).all()
+        return {r.key: r.id for r in rows}
+
+    def keep_feed_ids(self, kind: str, minted: dict[str, str], now: datetime) -> dict[str, str]:
+        """Store ids minted for keys that have none yet; return the stored ids for `minted`'s keys.
+
+        An id already stored wins (another render may have minted it first),
+        so an id, once published, never changes.
+        """
+        if not minted:
+            return {}
+        with self.transaction() as conn:
+            have = {
+                r.key for r in conn.execute(
+                    select(feed_ids_t.c.key).where(
+                        and_(feed_ids_t.c.kind == kind, feed_ids_t.c.key.in_(list(minted)))
+                    )
+                )
+            }
+            fresh = [
+                {"kind": kind, "key": k, "id": v, "minted": now}
+                for k, v in minted.items() if k not in have
+            ]
+            if fresh:
+                conn.execute(feed_ids_t.insert(), fresh)
+            rows = conn.execute(
+                select(feed_ids_t.c.key, feed_ids_t.c.id).where(
+                    and_(feed_ids_t.c.kind == kind, feed_ids_t.c.key.in_(list(minted)))
+                )
+            ).all()
+        return {r.key: r.id for r in rows}
 
     # -- members ------------------------------------------------------------
     def member(self, email: str) -> Member | None:

@@ -1,4 +1,23 @@
-"""Signed unsubscribe tokens: HMAC-SHA256 over (member, issue).
+"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither.
+
+Shape of a token (URL-safe, no padding, no dots):
+
+    <base64url(AES-SIV(key', "issue\\nemail", ad="gongbao-unsubscribe-v2"))>
+
+AES-SIV (RFC 5297) is deterministic authenticated encryption: the same
+member and issue always give the same token (a repeated copy of a digest
+carries the same link), a token with any bit changed fails to open, and
+nobody without the key can read the address. The address must not be
+readable: anyone who sees the link (a link scanner, a forwarded mail) would
+learn what the unsubscribe page carefully masks.
+
+Links from digests sent before this format (`<base64url(email)>.<issue>.
+<base64url(HMAC-SHA256)>`) still work: `verify` accepts them, parsed just as
+strictly, and `sign` never makes them again.
+
+Parsing is strict so one token has exactly one spelling: base64url without
+padding and with zero trailing bits (what `_b64` makes), and an issue number
+in canonical ASCII decimal (`1`, never `+1`, `01`, `1 ` or a full-width `１`).
 
 The key comes from the environment (GONGBAO_SECRET) or from the working
 folder's state/secret.key (mode 0600, made by `init` or on first use), never
@@ -8,15 +27,28 @@ from config.toml, which people paste into tickets and commit to git.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from .skeleton import SECRET_FILE, write_secret
 
 SECRET_ENV = "GONGBAO_SECRET"
+#: Associated data of the sealed token: binds it to this purpose and version.
+_AD = b"gongbao-unsubscribe-v2"
+#: Base64url without padding: the alphabet only, and never a length of 1 mod 4.
+_B64 = re.compile(r"[A-Za-z0-9_-]+")
+#: An issue number as `sign` writes it: ASCII digits, no sign, no leading zero.
+_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+#: The longest address a member may have (RFC 5321 path limit), bounding a token.
+_MAX_EMAIL = 320
 
 
 @dataclass(frozen=True)
@@ -44,7 +76,27 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url without padding: one spelling per byte string, or BadToken."""
+    if not _B64.fullmatch(text) or len(text) % 4 == 1:
+        raise BadToken("malformed token")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise BadToken("malformed token") from None
+    if _b64(data) != text:  # nonzero trailing bits: another spelling of the same bytes
+        raise BadToken("malformed token")
+    return data
+
+
+def _number(text: str) -> int:
+    if not _NUMBER.fullmatch(text):
+        raise BadToken("malformed token")
+    return int(text)
+
+
+def _sealer(key: bytes) -> AESSIV:
+    """AES-SIV-256 under a key derived from the secret for this one purpose."""
+    return AESSIV(hmac.new(key, b"gongbao unsubscribe token v2", hashlib.sha512).digest())
 
 
 def _mac(key: bytes, email: str, issue: int) -> bytes:
@@ -52,18 +104,44 @@ def _mac(key: bytes, email: str, issue: int) -> bytes:
 
 
 def sign(key: bytes, email: str, issue: int) -> str:
-    """A URL-safe token naming the member and the issue, signed with `key`."""
-    return f"{_b64(email.encode())}.{issue}.{_b64(_mac(key, email, issue))}"
+    """A URL-safe token naming the member and the issue, sealed with `key`."""
+    if issue < 1:
+        raise ValueError(f"issue number must be at least 1, not {issue}")
+    plain = f"{issue:d}\n{email}".encode()
+    return _b64(_sealer(key).encrypt(plain, [_AD]))
 
 
 def verify(key: bytes, token: str) -> TokenClaims:
+    """The member and issue a token names; BadToken if it is not exactly one we made."""
+    if len(token) > 2 * _MAX_EMAIL:
+        raise BadToken("malformed token")
+    if "." in token:
+        return _verify_old(key, token)
     try:
-        who, issue_text, mac = token.split(".")
-        email = _unb64(who).decode("utf-8")
-        issue = int(issue_text)
-        given = _unb64(mac)
-    except (ValueError, UnicodeDecodeError):
+        plain = _sealer(key).decrypt(_unb64(token), [_AD])
+    except InvalidTag:
+        raise BadToken("token signature does not match") from None
+    try:
+        issue_text, sep, email = plain.decode("utf-8").partition("\n")
+    except UnicodeDecodeError:
         raise BadToken("malformed token") from None
-    if issue < 1 or not hmac.compare_digest(given, _mac(key, email, issue)):
+    if not sep or not email:
+        raise BadToken("malformed token")
+    return TokenClaims(email, _number(issue_text))
+
+
+def _verify_old(key: bytes, token: str) -> TokenClaims:
+    """The format digests carried before v2: base64url(email).issue.base64url(mac)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise BadToken("malformed token")
+    who, issue_text, mac = parts
+    try:
+        email = _unb64(who).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadToken("malformed token") from None
+    issue = _number(issue_text)
+    given = _unb64(mac)
+    if not email or not hmac.compare_digest(given, _mac(key, email, issue)):
         raise BadToken("token signature does not match")
     return TokenClaims(email, issue)

@@ -18,6 +18,7 @@ Starlette (routing, requests, the body limit) under uvicorn. Two routes:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gzip
 import hashlib
@@ -25,16 +26,18 @@ import mimetypes
 import os
 import stat
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -44,10 +47,10 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from . import tokens, urls
-from .archive import environment
+from .archive import ARCHIVE_CSP, environment
 from .config import Config
 from .errors import RenderError
 from .publish import Clock, system_clock
@@ -62,6 +65,12 @@ MAX_CACHED_FILE = 2 * 1024 * 1024
 CACHE_BUDGET = 64 * 1024 * 1024
 #: Feed readers poll; five minutes of freshness, then a cheap conditional request.
 CACHE_CONTROL = "public, max-age=300"
+
+#: Content-Security-Policy of the archive's pages as `serve` sends it: the one
+#: the pages carry in their <meta>, plus frame-ancestors, which only a header can set.
+PAGE_CSP = ARCHIVE_CSP + "; frame-ancestors 'none'"
+#: For any other HTML answer (an error page): nothing may load at all.
+FALLBACK_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 #: The feeds' own types, from urls.py (the same table the archive advertises).
 _BY_NAME = {urls.FEED_FILES[kind]: media for kind, media in urls.FEED_TYPES.items()}
@@ -185,6 +194,8 @@ class CachedFile:
         ]
         if self.gzipped is not None:
             out.append((b"vary", b"Accept-Encoding"))
+        if self.media_type.startswith("text/html"):
+            out.append((b"content-security-policy", PAGE_CSP.encode()))
         return tuple(out)
 
     @property
@@ -335,6 +346,8 @@ class PublicFiles:
             return 304, [(b"etag", tag.encode()), *entry.fixed_headers], b""
         if entry.body is None:
             extra = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+            if entry.media_type.startswith("text/html"):
+                extra["Content-Security-Policy"] = PAGE_CSP
             return FileResponse(
                 entry.real, headers={"ETag": tag, **extra}, media_type=entry.media_type
             )
@@ -388,7 +401,10 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex",
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
 }
 
 
@@ -456,6 +472,39 @@ class Unsubscribe:
 
 # -- the app ----------------------------------------------------------------------
 
+class SafetyHeaders:
+    """ASGI middleware: `nosniff` on every answer, a CSP on every HTML answer.
+
+    The routes set their own headers on the hot path; this catches every
+    other answer (404, 405, 413, Starlette's own 400 and 500 pages) so no
+    response leaves without them. It looks only at the response start.
+    Answers uvicorn makes itself (a 503 over `web.max_connections`, a 400
+    for a request it cannot parse) never reach the app and are plain text.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                kind = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+                if kind.startswith(b"text/html") and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", FALLBACK_CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, guarded)
+
+
 def create_app(
     config: Config, store: Store | None = None, clock: Clock = system_clock
 ) -> Starlette:
@@ -487,20 +536,111 @@ def create_app(
             Route("/{path:path}", PublicFiles(config.public_dir)),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(SafetyHeaders)],
     )
+
+
+def guarded_protocol(request_timeout: float, max_connections: int) -> type[Any]:
+    """uvicorn's httptools protocol with a deadline on requests and a cap on connections.
+
+    uvicorn times out idle keep-alive connections but never a connection
+    that has not finished sending a request: one that sends nothing, or a
+    header a byte a minute, holds a file descriptor for ever, and a few
+    hundred of them exhaust the process's open-file limit so ordinary GETs
+    fail. So:
+
+    - a request must arrive whole within `request_timeout` seconds of the
+      connection opening or of the previous response's end, else the
+      connection is closed (nothing is sent: the client is not listening);
+    - over `max_connections` open connections, the oldest one still waiting
+      for its request is closed to make room; a connection whose request is
+      being answered is never cut. Only when every connection is busy does
+      the newcomer get uvicorn's plain `503 Service Unavailable`.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttp(HttpToolsProtocol):  # type: ignore[misc]
+        _deadline: asyncio.TimerHandle | None = None
+        _opened = 0.0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._opened = self.loop.time()
+            self._arm()
+            # Connections closed a moment ago are still in the set until the loop
+            # runs their connection_lost: they no longer count.
+            live = [c for c in self.connections if not c.transport.is_closing()]
+            if len(live) > max_connections:
+                waiting = [c for c in live if c is not self and c._waiting()]
+                if waiting:
+                    min(waiting, key=lambda c: c._opened).transport.close()
+
+        def _waiting(self) -> bool:
+            """No request of this connection is being answered (idle, or still arriving)."""
+            cycle = self.cycle
+            return cycle is None or cycle.response_complete or cycle.more_body
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self._waiting() and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_headers_complete(self) -> None:
+            # uvicorn's own check counts connections already closed but not yet
+            # gone from its set; decide on the live ones (0: answer 503, None: serve).
+            live = sum(1 for c in self.connections if not c.transport.is_closing())
+            self.limit_concurrency = None if live <= max_connections else 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedHttp
 
 
 def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
-    """Run the app under uvicorn until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
+    """Run the app under uvicorn until interrupted (Ctrl-C or SIGTERM end it cleanly).
+
+    `web.request_timeout`, `web.keep_alive_timeout` and `web.max_connections`
+    bound what slow or idle clients can hold (see `guarded_protocol`).
+    """
     import uvicorn
 
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        log_level=config.log.level.lower(),
-        access_log=access_log,
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(create_app(config), **server_options(config, host, port, access_log=access_log))
+
+
+def server_options(
+    config: Config, host: str, port: int, *, access_log: bool = False
+) -> dict[str, Any]:
+    """uvicorn.Config's arguments for `serve` (also what the tests start a server with)."""
+    web = config.web
+    return {
+        "host": host,
+        "port": port,
+        "log_level": config.log.level.lower(),
+        "access_log": access_log,
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 10,
+        "http": guarded_protocol(web.request_timeout, web.max_connections),
+        "timeout_keep_alive": web.keep_alive_timeout,
+    }

@@ -31,12 +31,18 @@ def base_url(sock: socket.socket) -> str:
 
 
 @contextmanager
-def running(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
-    """Serve `app` on `sock` (default: a free loopback port); yield its base URL, no slash."""
+def running(
+    app: Any, sock: socket.socket | None = None, options: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """Serve `app` on `sock` (default: a free loopback port); yield its base URL, no slash.
+
+    `options`: more uvicorn.Config arguments (host and port are the socket's).
+    """
     sock = sock or loopback_socket()
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    )
+    extra = {k: v for k, v in (options or {}).items() if k not in ("host", "port")}
+    extra.setdefault("log_level", "warning")
+    extra.setdefault("access_log", False)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", **extra))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

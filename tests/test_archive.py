@@ -149,13 +149,44 @@ def test_working_folder_templates_win_and_errors_name_the_file(tmp_path: Path) -
     (own / "article.html.j2").write_text("<p>{{ article.title }}</p>\n", "utf-8")
     env = environment([own, builtin_templates() / "web"])
     out = render_archive([issue_of([art])], [art], config, env)
-    assert out[f"articles/{art.id}.html"] == "<p>职工书屋开放</p>\n".encode()
+    # a working folder's own template gets the Content-Security-Policy too
+    assert out[f"articles/{art.id}.html"] == (
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'\">\n"
+        "<p>职工书屋开放</p>\n"
+    ).encode()
     assert out["index.html"].startswith(b"<!DOCTYPE html>")  # the rest from the built-ins
 
     (own / "article.html.j2").write_text("{% if %}\n", "utf-8")
     env = environment([own, builtin_templates() / "web"])
     with pytest.raises(RenderError, match=r"web/article\.html\.j2, line 1"):
         render_archive([issue_of([art])], [art], config, env)
+
+
+def test_every_archive_page_carries_its_policy_first_in_its_head(tmp_path: Path) -> None:
+    art = record("职工书屋开放", ("书屋藏书三千册。",))
+    config = make_config(tmp_path)
+    env = environment([builtin_templates() / "web"])
+    out = render_archive([issue_of([art])], [art], config, env)
+    meta = (
+        b'<head>\n<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        b"style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'\">\n"
+    )
+    pages = [p for p in out if p.endswith(".html")]
+    assert len(pages) == 3
+    for path in pages:
+        assert out[path].startswith(b"<!DOCTYPE html>"), path
+        assert meta in out[path], path
+        assert out[path].count(b"Content-Security-Policy") == 1, path
+        # nothing the policy would block: no script, no inline style or handler
+        for blocked in (b"<script", b"style=", b" onclick=", b"<style"):
+            assert blocked not in out[path].lower(), (path, blocked)
+    own = tmp_path / "own"
+    own.mkdir()  # a template with a doctype and no <head>: the policy right after the doctype
+    (own / "article.html.j2").write_text("<!doctype html>\n<p>{{ article.title }}</p>\n", "utf-8")
+    env = environment([own, builtin_templates() / "web"])
+    out = render_archive([issue_of([art])], [art], config, env)
+    assert out[f"articles/{art.id}.html"].startswith(b"<!doctype html>\n<meta http-equiv=")
 
 
 def test_empty_archive_still_renders(tmp_path: Path) -> None:

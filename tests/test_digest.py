@@ -8,6 +8,7 @@ SpamAssassin and render it in headless Chromium (both Debian's packages).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import re
@@ -46,7 +47,7 @@ from gongbao_feed.digest import (
 )
 from gongbao_feed.errors import DeliveryError
 from gongbao_feed.fragments import display_date
-from gongbao_feed.models import Member
+from gongbao_feed.models import Issue, Member
 from gongbao_feed.publish import Newsroom
 from gongbao_feed.skeleton import builtin_templates
 
@@ -490,3 +491,40 @@ def test_preview_writes_the_html_and_the_cli_prints_its_path(
     assert "会员朋友，您好" in path.read_text("utf-8")
     assert path.with_suffix(".txt").is_file()
     assert load_config(workdir / "config.toml").state_dir in path.parents
+
+
+# -- a subtitle's dash, shown once ---------------------------------------------------
+
+
+@pytest.mark.parametrize("printed", [
+    "——覆盖建筑工地职工", "—覆盖建筑工地职工", "--覆盖建筑工地职工",
+    "－－覆盖建筑工地职工", "覆盖建筑工地职工",
+])
+def test_a_subtitle_shows_one_dash_in_every_rendering(
+    room: Newsroom, tmp_path: Path, printed: str
+) -> None:
+    from dataclasses import replace
+
+    from gongbao_feed.archive import environment, render_archive
+    from gongbao_feed.feeds import render_feeds
+
+    from .helpers_mail import article
+
+    art = replace(article(1), subtitle=printed)
+    room.store.save_articles([art], room.now())
+    issue = Issue(1, DAY, "职工时报 第1期", (art.id,), datetime(2026, 11, 22, 0, 30, tzinfo=UTC))
+    room.store.add_issue(issue)
+    text, html = bodies(parse(member_message(room, Member("a@example.com"))))
+    stored = room.store.articles([art.id])
+    pages = render_archive([issue], stored, room.config,
+                           environment([builtin_templates() / "web"]))
+    feeds = render_feeds(stored, [issue], room.config)
+    shown = {
+        "text": text, "html": html, "article page": pages[f"articles/{art.id}.html"].decode(),
+        "issue page": pages["issues/0001.html"].decode(),
+        "atom": feeds["atom.xml"].decode(), "json": json.loads(feeds["feed.json"])["items"][0]
+        ["content_html"],
+    }
+    for where, out in shown.items():
+        assert "——覆盖建筑工地职工" in out, where
+        assert "———" not in out and "—覆盖" not in out.replace("——覆盖", ""), where

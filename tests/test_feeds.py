@@ -341,3 +341,85 @@ def test_issues_feed_lists_each_issue_with_its_contents(published: Newsroom) -> 
         assert f'{BASE}articles/{article.id}.html' in toc
     assert feed.feed.links[0].href == BASE + "issues.xml"
 
+
+
+# -- ids that outlive a move, times in whole seconds -----------------------------
+
+MOVED = "https://archive.example.com/gongbao/zhigong/"
+
+
+def _everything(room: Newsroom) -> dict[str, object]:
+    """Every id and link of every feed, and every time they carry."""
+    atom = parsed(room, "atom.xml")
+    rss = parsed(room, "feed.xml")
+    issues = parsed(room, "issues.xml")
+    data = json.loads(read(room, "feed.json"))
+    return {
+        "ids": {**_ids(room), "issues": [e.id for e in issues.entries]},
+        "feed_ids": {"atom": atom.feed.id, "issues": issues.feed.id},
+        "links": {
+            "atom": [e.link for e in atom.entries], "rss": [e.link for e in rss.entries],
+            "json": [i["url"] for i in data["items"]], "issues": [e.link for e in issues.entries],
+            "home": [rss.feed.link, atom.feed.link, data["home_page_url"]],
+        },
+    }
+
+
+def test_moving_the_site_changes_links_never_ids(tmp_path: Path) -> None:
+    clock = FixedClock(START.replace(microsecond=795602))
+    with make_room(tmp_path, clock) as room:
+        copy_page(room, HOSTILE)
+        room.ingest()
+        room.assemble()
+        before = _everything(room)
+    assert before["feed_ids"] == {
+        "atom": "https://paper.example.net/atom.xml",
+        "issues": "https://paper.example.net/issues.xml",
+    }
+    assert before["ids"]["issues"] == ["tag:paper.example.net,2026-03-02:/issues/0001"]
+    tag = re.compile(r"tag:paper\.example\.net,2026-03-02:/articles/2026-03-02-[0-9a-f]{8}")
+    assert all(tag.fullmatch(i) for i in before["ids"]["atom"])
+
+    clock.advance(days=1)
+    with make_room(tmp_path, clock, paper={"base_url": MOVED}) as moved:
+        copy_page(moved, "2026-03-03-01.txt")  # and something new after the move
+        moved.ingest()
+        moved.assemble()
+        after = _everything(moved)
+        public = moved.config.public_dir  # the RFC 4287 schema still holds after the move
+        result = subprocess.run(
+            [_jing(), "-c", str(SCHEMAS / "atom.rnc"), str(public / "atom.xml"),
+             str(public / "issues.xml")], capture_output=True, text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    assert after["feed_ids"] == before["feed_ids"]
+    for kind, ids in before["ids"].items():
+        assert [i for i in after["ids"][kind] if i in ids] == ids, kind  # every old id kept
+    new = [i for i in after["ids"]["atom"] if i not in before["ids"]["atom"]]
+    assert new and all(i.startswith("tag:archive.example.com,2026-03-03:/gongbao/zhigong/articles/")
+                       for i in new)  # minted at its own first publication, under the new site
+    assert after["ids"]["issues"][0] == (
+        "tag:archive.example.com,2026-03-03:/gongbao/zhigong/issues/0002"
+    )
+    for kind, links in after["links"].items():
+        assert links and all(link.startswith(MOVED) for link in links), (kind, links)
+
+
+def test_every_feed_time_is_in_whole_seconds(tmp_path: Path) -> None:
+    clock = FixedClock(START.replace(microsecond=795602))
+    with make_room(tmp_path, clock) as room:
+        copy_page(room, HOSTILE)
+        room.ingest()
+        room.assemble()
+        texts = {name: read(room, name).decode() for name in
+                 ("atom.xml", "feed.xml", "feed.json", "issues.xml")}
+    iso = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}")
+    for name, text in texts.items():
+        stamps = [m.group(0) for m in iso.finditer(text)]
+        if name == "feed.xml":
+            stamps = re.findall(r"<(?:pubDate|lastBuildDate)>([^<]+)<", text)
+            assert stamps and all(RFC822.match(s) for s in stamps), stamps
+            continue
+        assert stamps, name
+        assert all(s.endswith("08:30:00+08:00") and "." not in s for s in stamps), (name, stamps)
