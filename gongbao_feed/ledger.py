@@ -94,6 +94,9 @@ class Ledger:
         self._since = monotonic()
         self._renewed = monotonic()
         self._postgres = store.engine.dialect.name == "postgresql"
+        #: PostgreSQL: one connection in autocommit held for the send's single
+        #: settles; taking one from the pool per message cost more than the UPDATE.
+        self._autocommit: Connection | None = None
 
     # -- claim --------------------------------------------------------------------
     def claim(self, limit: int) -> list[Member]:
@@ -246,8 +249,15 @@ class Ledger:
         if self._postgres and len(rows) == 1:
             # One statement commits on its own: one round trip to the server, where
             # BEGIN, UPDATE, COMMIT took three, for every message sent over SMTP.
-            with self.store.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").execute(_SETTLE, rows[0])
+            if self._autocommit is None:
+                self._autocommit = self.store.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            try:
+                self._autocommit.execute(_SETTLE, rows[0])
+            except BaseException:
+                self._drop_autocommit()  # a lost connection is not kept for the next one
+                raise
         else:
             with self.store.transaction() as conn:
                 conn.execute(_SETTLE, rows)
@@ -281,8 +291,16 @@ class Ledger:
 
     def close(self) -> None:
         """Commit what waits, and give back every claim still held (a stop or an error)."""
-        self.flush()
-        self.release(list(self._held))
+        try:
+            self.flush()
+            self.release(list(self._held))
+        finally:
+            self._drop_autocommit()
+
+    def _drop_autocommit(self) -> None:
+        conn, self._autocommit = self._autocommit, None
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> Ledger:
         return self
