@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import signal
 import sys
 import threading
@@ -121,10 +122,27 @@ def open_newsroom(config_path: Path) -> Newsroom:
     return Newsroom(load_config(config_path))
 
 
+class _EchoWarnings(logging.Handler):
+    """The store's warnings (a database file others could read) on stderr, unless the
+    service's log is taking the package's lines (`run`): said once, where it is read."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if any(h is not self for h in logging.getLogger("gongbao_feed").handlers):
+            return
+        click.echo(record.getMessage(), err=True)
+
+
+def _echo_store_warnings() -> None:
+    store_log = logging.getLogger("gongbao_feed.store")
+    if not any(isinstance(h, _EchoWarnings) for h in store_log.handlers):
+        store_log.addHandler(_EchoWarnings(logging.WARNING))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gongbao-feed")
 def main() -> None:
     """Publish the union newspaper as feeds, a web archive and email digests."""
+    _echo_store_warnings()
 
 
 @main.command()

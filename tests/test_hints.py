@@ -207,6 +207,7 @@ def test_serve_on_a_busy_port_stops_before_saying_serving(workdir: Path, languag
     assert done.returncode == 1
     assert done.stdout == ""
     assert "serving" not in done.stderr
+    assert "http://" not in done.stderr  # the "serving … on http://…" line, in any language
     # "error:" and "hint:" are the existing labels, translated with the rest of the catalog.
     expected = BUSY[language].format(port=port)
     if language == "zh":
