@@ -117,6 +117,8 @@ def _issue_view(
         "title": xml_safe(issue.title),
         "date": display_date(issue.date),
         "iso_date": issue.date.isoformat(),
+        # The default issue.title already holds the date: a list shows it once.
+        "dated": display_date(issue.date) in issue.title,
         "href": urls.relative(here, urls.issue_path(issue.number)),
         "count": len(held),
         "toc": [] if not toc else [

@@ -18,6 +18,7 @@ from typing import Any
 from .archive import RenderReport
 from .config import IssueConfig, PaperConfig
 from .fragments import display_date
+from .i18n import articles
 from .models import Article, Issue
 
 _MANIFEST = re.compile(r"^(\d{4,})\.json$")
@@ -115,7 +116,7 @@ def plan_issue(
 
 
 def _count(n: int) -> str:
-    return f"{n} article" if n == 1 else f"{n} articles"
+    return articles(n)
 
 
 def _since(last_number: int, what: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import signal
 import sys
 import threading
@@ -20,10 +21,13 @@ from typing import Any, TypeVar
 
 import click
 
+from .archive import RenderReport
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
 from .deliver import SendReport
 from .errors import GongbaoError
-from .ingest import publication_date, read_file
+from .i18n import _, ngettext
+from .ingest import page_shape_hint, publication_date, read_file
+from .members import ImportReport
 from .migrations import UPGRADE_HINT
 from .publish import Newsroom
 from .skeleton import init_folder
@@ -81,14 +85,64 @@ def emit(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
+def rendered(report: RenderReport) -> str:
+    """`rendered: 1 file written, 12 unchanged`."""
+    n = len(report.written)
+    return _("rendered: {written}, {unchanged} unchanged").format(
+        written=ngettext("{n} file written", "{n} files written", n).format(n=n),
+        unchanged=report.unchanged,
+    )
+
+
+def imported(report: ImportReport) -> str:
+    """`members: 0 new, 0 changed, 5 already present, 0 failed` (what the import changed)."""
+    text = _("members: {new} new, {changed} changed, {present} already present, "
+             "{failed} failed").format(new=report.imported, changed=report.changed,
+                                       present=report.unchanged, failed=len(report.failed))
+    if report.repeated:
+        text += ngettext("; {n} row repeated an earlier row of the file",
+                         "; {n} rows repeated earlier rows of the file",
+                         report.repeated).format(n=report.repeated)
+    return text
+
+
+def hint_line(hint: str) -> str:
+    """A hint under the message it belongs to, as GongbaoError prints one."""
+    return "  " + _("hint: {hint}").format(hint=hint)
+
+
+def note(message: str, hint: str | None = None) -> None:
+    """Tell the operator something worth knowing that is not an error, with what to do."""
+    click.echo(_("note: {message}").format(message=message), err=True)
+    if hint:
+        click.echo(hint_line(hint), err=True)
+
+
 def open_newsroom(config_path: Path) -> Newsroom:
     return Newsroom(load_config(config_path))
+
+
+class _EchoWarnings(logging.Handler):
+    """The store's warnings (a database file others could read) on stderr, unless the
+    service's log is taking the package's lines (`run`): said once, where it is read."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if any(h is not self for h in logging.getLogger("gongbao_feed").handlers):
+            return
+        click.echo(record.getMessage(), err=True)
+
+
+def _echo_store_warnings() -> None:
+    store_log = logging.getLogger("gongbao_feed.store")
+    if not any(isinstance(h, _EchoWarnings) for h in store_log.handlers):
+        store_log.addHandler(_EchoWarnings(logging.WARNING))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gongbao-feed")
 def main() -> None:
     """Publish the union newspaper as feeds, a web archive and email digests."""
+    _echo_store_warnings()
 
 
 @main.command()
@@ -118,6 +172,10 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
     page = read_file(file, publication_date(file, on_date, today))
     for warning in page.warnings:
         click.echo(f"warning: {file}: {warning}", err=True)
+    if not page.articles:
+        click.echo(_("warning: {path}: no articles found").format(path=file), err=True)
+    if not page.articles or page.no_headline:
+        click.echo(hint_line(page_shape_hint()), err=True)
     if as_json:
         emit({"articles": [a.to_json() for a in page.articles]})
         return
@@ -126,7 +184,10 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
         names = " ".join(f"{k}={','.join(v)}" for k, v in a.byline.to_dict().items() if v)
         click.echo(f"[{a.id}] {heads}")
         click.echo(f"    {a.dateline or '-'} | {names or 'no byline'} | "
-                   f"{len(a.paragraphs)} paragraphs, {len(a.captions)} captions")
+                   + ngettext("{n} paragraph", "{n} paragraphs", len(a.paragraphs)).format(
+                       n=len(a.paragraphs)) + ", "
+                   + ngettext("{n} caption", "{n} captions", len(a.captions)).format(
+                       n=len(a.captions)))
 
 
 @main.command()
@@ -143,6 +204,10 @@ def ingest(paths: tuple[Path, ...], on_date: date | None, as_json: bool, config_
         click.echo(f"warning: {warning}", err=True)
     for failure in report.failed:
         click.echo(f"error: {failure.path}: {failure.error}", err=True)
+        if failure.hint:
+            click.echo(hint_line(failure.hint), err=True)
+    if (empty := report.empty_inbox_note()) is not None:
+        note(*empty)
     if as_json:
         emit(report.to_json())
     else:
@@ -175,8 +240,7 @@ def assemble(dry_run: bool, force: bool, as_json: bool, config_path: Path) -> No
         for aid in result.issue.article_ids:
             click.echo(f"  {aid}")
     if result.render is not None:
-        click.echo(f"rendered: {len(result.render.written)} files written, "
-                   f"{result.render.unchanged} unchanged")
+        click.echo(rendered(result.render))
 
 
 @main.command()
@@ -190,7 +254,7 @@ def render(as_json: bool, config_path: Path) -> None:
     if as_json:
         emit(report.to_json())
     else:
-        click.echo(f"rendered: {len(report.written)} files written, {report.unchanged} unchanged")
+        click.echo(rendered(report))
 
 
 @main.command()
@@ -203,15 +267,17 @@ def render(as_json: bool, config_path: Path) -> None:
 @friendly
 def serve(host: str | None, port: int | None, access_log: bool, config_path: Path) -> None:
     """Serve the public folder (feeds, archive) and one-click unsubscribe over HTTP."""
+    from .web import bind
     from .web import serve as run_server
 
     config = load_config(config_path)
     host, port = host or config.web.host, port or config.web.port
+    sock = bind(host, port)  # a busy port stops here, before "serving"
     if not config.public_dir.is_dir():
         click.echo(f"warning: {config.public_dir} does not exist yet; "
                    "run `gongbao-feed render` to fill it", err=True)
     click.echo(f"serving {config.public_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run_server(config, host, port, access_log=access_log)
+    run_server(config, host, port, access_log=access_log, sock=sock)
 
 
 issue_option = click.option(
@@ -245,8 +311,7 @@ def members_import(file: Path, resubscribe: bool, as_json: bool, config_path: Pa
     if as_json:
         emit(report.to_json())
     else:
-        click.echo(f"members: {report.imported} imported, {report.merged} merged, "
-                   f"{len(report.failed)} failed")
+        click.echo(imported(report))
     if not report.ok:
         sys.exit(1)
 
@@ -337,6 +402,8 @@ def send(number: int | None, via: str | None, dry_run: bool, address: str | None
     else:
         click.echo(f"issue {report.issue}: {report.sent} sent, {report.skipped} skipped, "
                    f"{len(report.failed)} failed")
+    if (nobody := report.no_members_note()) is not None:
+        note(*nobody)
     if stopping.signal:
         click.echo("stopped: run `gongbao-feed send` again to send the rest", err=True)
         sys.exit(128 + stopping.signal)

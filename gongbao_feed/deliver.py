@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .errors import DeliveryError
+from .i18n import _
 from .ledger import Ledger
 from .mail import Message
 from .models import DeliveryState, Member
@@ -51,10 +52,22 @@ class SendReport:
     subject: str = ""
     shortened: int = 0  # articles the size budget showed in part
     error: str | None = None
+    active: int | None = None  # active members when the send began; None for a test copy
 
     @property
     def ok(self) -> bool:
         return not self.failed and self.error is None
+
+    def no_members_note(self) -> tuple[str, str] | None:
+        """(message, hint) when there was no active member to send to; None otherwise."""
+        if self.active != 0:
+            return None
+        return (
+            _("there are no active members to send issue {issue} to").format(issue=self.issue),
+            _("add members with `gongbao-feed members import FILE.csv` (a sheet with the "
+              "columns email and name) or `gongbao-feed members add EMAIL --name NAME`, "
+              "then run `gongbao-feed send` again"),
+        )
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {

@@ -62,6 +62,16 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations().ngettext(singular, plural, n)
 
 
+def articles(n: int) -> str:
+    """`1 article`, `2 articles`: the count most messages give."""
+    return ngettext("{n} article", "{n} articles", n).format(n=n)
+
+
+def members(n: int) -> str:
+    """`1 member`, `2 members`."""
+    return ngettext("{n} member", "{n} members", n).format(n=n)
+
+
 def N_(message: str) -> str:
     """Mark `message` for extraction; translate it where it is shown."""
     return message

@@ -39,6 +39,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from . import host
+from .i18n import ngettext
 from .models import Delivery, DeliveryState, Issue, Member
 from .schema import bytewise, deliveries_t, members_t, upsert
 from .store import Store, _row_to_member
@@ -467,7 +468,7 @@ class LedgerSummary:
             for d in self.failures:
                 kind = "permanent" if d.permanent else "temporary"
                 code = f"{d.code} " if d.code is not None else ""
-                tries = f"{d.attempts} attempt{'s' if d.attempts != 1 else ''}"
+                tries = ngettext("{n} attempt", "{n} attempts", d.attempts).format(n=d.attempts)
                 out.append(
                     f"  issue {d.issue}  {d.email}  {code}{kind}, {tries}: {d.detail or '-'}"
                 )

@@ -56,13 +56,27 @@ class MemberCsv:
 
 @dataclass
 class ImportReport:
-    """What `members import` did; `to_json` is the shape other tools read."""
+    """What `members import` did; `to_json` is the shape other tools read.
+
+    `imported`: members new to the list. `merged`: rows that met a member
+    already on file or an earlier row of the same file; of the former,
+    `changed` got a new name (or were resubscribed) and `unchanged` were
+    already on file as the row has them. So `merged - changed - unchanged`
+    rows repeated an address earlier in the file.
+    """
 
     imported: int = 0
     merged: int = 0
     failed: list[RowFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     still_unsubscribed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+    @property
+    def repeated(self) -> int:
+        """Rows that repeated an address earlier in the same file."""
+        return self.merged - self.changed - self.unchanged
 
     @property
     def ok(self) -> bool:
@@ -72,6 +86,8 @@ class ImportReport:
         return {
             "imported": self.imported,
             "merged": self.merged,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
             "failed": [{"line": f.line, "error": f.error} for f in self.failed],
         }
 

@@ -423,6 +423,8 @@ class ParsedPage:
 
     articles: list[Article]
     warnings: list[str] = field(default_factory=list)
+    #: No headline block or dateline anywhere: the page was read as one article.
+    no_headline: bool = False
 
 
 #: A headline block whose score reaches this starts an article (see `headline_score`).
@@ -477,7 +479,7 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
         if n:
             art = replace(art, id=f"{art.id}-{n + 1}")
         articles.append(art)
-    return ParsedPage(articles, warnings)
+    return ParsedPage(articles, warnings, no_headline=not starts)
 
 
 def _article_starts(units: list[Unit], indented: bool) -> list[tuple[int, int]]:

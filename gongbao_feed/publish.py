@@ -29,6 +29,7 @@ from .digest import Digest, Mailer, email_environment, personalise, render_diges
 from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
+from .i18n import ngettext
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
@@ -152,9 +153,12 @@ class Newsroom:
     ) -> IngestReport:
         """Read pages (default: the whole inbox) into the store."""
         files = list(paths) if paths is not None else inbox_files(self.config.inbox)
-        return ingest(
+        report = ingest(
             self.store, files, explicit_date=on_date, today=self.today(), now=self.now()
         )
+        if paths is None and not files:
+            report.empty_inbox = self.config.inbox
+        return report
 
     def assemble(self, dry_run: bool = False, force: bool = False) -> AssembleResult:
         """Gather the articles in no issue into the next issue, then render.
@@ -193,10 +197,12 @@ class Newsroom:
                         if a.issue is not None})
         if not taken:
             return None
-        made = f"issue{'s' if len(taken) > 1 else ''} {', '.join(map(str, taken))}"
+        made = ngettext("issue {numbers}", "issues {numbers}", len(taken)).format(
+            numbers=", ".join(map(str, taken)))
         waiting = len(self.store.unissued_articles())
-        rest = (f"{waiting} more article{' waits' if waiting == 1 else 's wait'} for the "
-                "next assemble" if waiting else "nothing to assemble")
+        rest = (ngettext("{n} more article waits for the next assemble",
+                         "{n} more articles wait for the next assemble", waiting).format(n=waiting)
+                if waiting else "nothing to assemble")
         return Plan(None, f"{made} was just made by another run; {rest}", waiting=waiting)
 
     def _write_manifest(self, issue: Issue) -> None:
@@ -285,6 +291,10 @@ class Newsroom:
             members.append(member)
             if row.email in known:
                 report.merged += 1
+                if member == known[row.email]:
+                    report.unchanged += 1
+                else:
+                    report.changed += 1
             else:
                 report.imported += 1
             if member.status is MemberStatus.UNSUBSCRIBED:
@@ -389,8 +399,10 @@ class Newsroom:
 
     def _who_would_get(self, report: SendReport, retry_failed: bool) -> SendReport:
         report.dry_run = True
+        report.active = 0
         done = ledger.settled_emails(self.store, report.issue, retry_failed)
         for member in self.store.iter_members(active_only=True):
+            report.active += 1
             if member.email in done:
                 report.skipped += 1
             else:
@@ -418,7 +430,7 @@ class Newsroom:
         self, report: SendReport, transport: Transport, mailer: Mailer, stop: threading.Event,
         progress: Callable[[int, int], None] | None, retry_failed: bool,
     ) -> SendReport:
-        total = self.store.count_members(active_only=True)
+        total = report.active = self.store.count_members(active_only=True)
         book = ledger.Ledger(
             self.store, report.issue, now=self.now, transport=transport.name,
             lease=timedelta(seconds=self.config.email.claim_lease_seconds),

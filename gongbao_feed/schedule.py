@@ -74,6 +74,8 @@ from .config import Config, load_config
 from .crontab import crontab_trigger
 from .errors import ConfigError, GongbaoError, ServiceError
 from .files import atomic_write
+from .i18n import articles, members
+from .ingest import IngestReport
 from .models import Issue
 from .publish import Clock, Newsroom, PublishReport, system_clock
 from .store import Store
@@ -394,6 +396,8 @@ class Service:
         self._scheduler: _Scheduler | None = None
         self._stopper: threading.Thread | None = None
         self._startup_error: BaseException | None = None
+        #: Page warnings already logged by this process (each is logged once).
+        self._warned: set[str] = set()
 
     @property
     def key(self) -> str:
@@ -462,13 +466,26 @@ class Service:
             except Exception:
                 log.exception(line(PUBLISH, "failed unexpectedly"))
                 return None
-        for failure in report.ingest.failed:
-            log.warning(line(INGEST, f"{failure.path}: {failure.error}"))
+        self._log_pages(report.ingest)
         for gone in report.ingest.gone:
             log.info(line(INGEST, gone.describe()))
         level = logging.WARNING if report.problems else logging.INFO
         log.log(level, line(PUBLISH, report.summary(), **report.log_fields()))
+        if report.send is not None and (nobody := report.send.no_members_note()) is not None:
+            log.warning(line(PUBLISH, nobody[0], hint=_quote(nobody[1])))
         return report
+
+    def _log_pages(self, report: IngestReport) -> None:
+        """Each page that failed, every time (it stays in the inbox until fixed), and each
+        page warning once per service run: the inbox is re-read every few minutes, and an
+        unchanged page would repeat the same warnings all day."""
+        for failure in report.failed:
+            log.warning(line(INGEST, f"{failure.path}: {failure.error}",
+                             hint=_quote(failure.hint)))
+        for warning in report.warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning(line(INGEST, warning))
 
     def ingest(self) -> None:
         """Read the inbox into the store; skipped while a publish (which ingests) runs."""
@@ -488,8 +505,7 @@ class Service:
             return
         finally:
             self._work.release()
-        for failure in report.failed:
-            log.warning(line(INGEST, f"{failure.path}: {failure.error}"))
+        self._log_pages(report)
         for gone in report.gone:  # reported once, by the read that first missed it
             log.info(line(INGEST, gone.describe()))
         if report.new or report.updated or report.failed or report.gone:
@@ -562,13 +578,13 @@ class Service:
         if late > grace:
             log.warning(line(
                 RESUME,
-                f"issue {issue.number} did not reach {count} members, but it is "
+                f"issue {issue.number} did not reach {members(count)}, but it is "
                 f"{_duration(late)} old, beyond schedule.misfire_grace_seconds; not sent "
                 f"(`gongbao-feed send --issue {issue.number}` sends it anyway)",
                 issue=issue.number, unsent=count,
             ))
             return
-        log.info(line(RESUME, f"issue {issue.number} did not reach {count} members; "
+        log.info(line(RESUME, f"issue {issue.number} did not reach {members(count)}; "
                               "sending the rest now", issue=issue.number, unsent=count))
         scheduler.add_job(resume_job, "date", args=(self.key,), id=RESUME, name=RESUME,
                           jobstore="memory", run_date=now, misfire_grace_time=None)
@@ -767,7 +783,7 @@ class Status:
             out.append("last issue: none yet")
         else:
             out.append(f"last issue: {issue.number} ({issue.date.isoformat()}, "
-                       f"{len(issue.article_ids)} articles, made "
+                       f"{articles(len(issue.article_ids))}, made "
                        f"{issue.created.isoformat(timespec='seconds')})")
             d = self.deliveries
             out.append(f"deliveries: {d.get('sent', 0)} sent, {d.get('pending', 0)} pending, "

@@ -42,6 +42,8 @@ def init_folder(target: Path) -> list[Path]:
     for name in ("inbox", "state", "issues", "public", "outbox"):
         (target / name).mkdir(exist_ok=True)
         made.append(target / name)
+    # The database and the signing key live here: no one else may list or read it.
+    (target / "state").chmod(0o700)
     made.append(write_secret(target / "state"))
     made += create_database(config)
     return made
@@ -62,7 +64,7 @@ def write_secret(state_dir: Path) -> Path:
     """A random signing key for unsubscribe links, readable by the owner only."""
     path = state_dir / SECRET_FILE
     if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32) + "\n")

@@ -9,6 +9,9 @@ Times are stored in UTC and come back timezone-aware.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import migrations
 from .errors import StoreError
+from .i18n import _
 from .migrations import SchemaReport, SchemaState
 from .models import (
     Article,
@@ -148,10 +152,60 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
+#: A SQLite database holds members' names and addresses: its owner alone may read it.
+PRIVATE_FILE = 0o600
+PRIVATE_FOLDER = 0o700
+
+log = logging.getLogger("gongbao_feed.store")
+
+
+def make_private(path: Path) -> None:
+    """A SQLite file readable by its owner alone, in a folder others cannot list.
+
+    A missing folder is made 0700 and a missing file 0600 (before SQLite
+    opens it; its -wal and -shm files take the file's mode). An existing
+    file that others can read (0644 from an earlier release) is tightened
+    to 0600 with a warning, as are its -wal and -shm; when this user may not
+    change it, the warning says to. An existing folder is left as it is: it
+    may hold other things, and with the file 0600 others see only its name.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # SQLite says what is wrong with the path when it opens it
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except OSError:
+            continue
+        if not mode & 0o077:
+            continue
+        try:
+            file.chmod(mode & 0o700)
+        except OSError:
+            log.warning(
+                _("warning: {path} can be read by other users of this machine (mode {mode:04o}) "
+                  "and it holds members' names and addresses")
+                .format(path=file, mode=mode)
+                + "\n  " + _("hint: {hint}").format(
+                    hint=_("run `chmod 600 {path}` as its owner").format(path=file))
+            )
+            continue
+        log.warning(_("note: {path} could be read by other users of this machine "
+                      "(mode {mode:04o}); it holds members' names and addresses, so it is now "
+                      "readable by its owner only ({new:04o})")
+                    .format(path=file, mode=mode, new=mode & 0o700))
+
+
 def _open_engine(url: str) -> Engine:
     path = sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(path)
     try:
         engine = create_engine(url, future=True)
     except SQLAlchemyError as exc:

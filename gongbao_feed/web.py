@@ -19,12 +19,15 @@ Starlette (routing, requests, the body limit) under uvicorn. Two routes:
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import gzip
 import hashlib
 import mimetypes
 import os
+import socket
 import stat
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,7 +55,8 @@ from starlette.types import Message, Receive, Scope, Send
 from . import tokens, urls
 from .archive import ARCHIVE_CSP, environment
 from .config import Config
-from .errors import RenderError
+from .errors import GongbaoError, RenderError
+from .i18n import _
 from .publish import Clock, system_clock
 from .skeleton import builtin_templates
 from .store import Store
@@ -617,15 +621,77 @@ def guarded_protocol(request_timeout: float, max_connections: int) -> type[Any]:
     return GuardedHttp
 
 
-def serve(config: Config, host: str, port: int, *, access_log: bool = False) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, made before anything says "serving".
+
+    The server then runs on this very socket, so no other program can take
+    the port between the check and the start. Raises GongbaoError naming
+    the address, with a hint about `--port`/`web.port` (or `--host`/
+    `web.host`), when the port is busy, needs root or the host is not one
+    of this machine's addresses.
+    """
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    port_hint = _("choose another port with `--port PORT`, or set web.port in config.toml "
+                  "(`ss -ltnp` shows which program holds this one)")
+    host_hint = _("use an address of this machine with `--host` or web.host in config.toml: "
+                  "127.0.0.1 behind a proxy on this machine, 0.0.0.0 for every address")
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise GongbaoError(
+            _("cannot serve on {address}: the host name does not resolve ({why})").format(
+                address=shown, why=exc), hint=host_hint,
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn does: a restart may take the port back at once after a stop.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why, hint = _("the address is already in use (another program, or another "
+                          "`gongbao-feed serve`, listens there)"), port_hint
+        elif exc.errno == errno.EACCES:
+            why, hint = _("permission denied (ports below 1024 need root)"), _(
+                "use a port from 1024 up with `--port PORT` or web.port in config.toml, "
+                "behind a reverse proxy that listens on 80/443")
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why, hint = _("{host} is not an address of this machine").format(host=host), host_hint
+        else:
+            why, hint = exc.strerror or str(exc), port_hint
+        raise GongbaoError(
+            _("cannot serve on {address}: {why}").format(address=shown, why=why), hint=hint
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    config: Config, host: str, port: int, *, access_log: bool = False,
+    sock: socket.socket | None = None,
+) -> None:
     """Run the app under uvicorn until interrupted (Ctrl-C or SIGTERM end it cleanly).
 
+    `sock` is the listening socket from `bind` (made here when not given).
     `web.request_timeout`, `web.keep_alive_timeout` and `web.max_connections`
     bound what slow or idle clients can hold (see `guarded_protocol`).
     """
     import uvicorn
 
-    uvicorn.run(create_app(config), **server_options(config, host, port, access_log=access_log))
+    sock = sock if sock is not None else bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(config), **server_options(config, host, port, access_log=access_log)
+    ))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:  # as uvicorn.run: the app failed to start
+        sys.exit(3)
 
 
 def server_options(

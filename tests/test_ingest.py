@@ -226,7 +226,7 @@ def test_binary_file_fails_alone_and_exit_status_says_so(workdir: Path) -> None:
     assert report["new"] == 9
     failed = {Path(f["path"]).name: f["error"] for f in report["failed"]}
     assert set(failed) == {"2026-11-23-photo.txt", "2026-11-23-broken.txt"}
-    assert "binary" in failed["2026-11-23-photo.txt"]
+    assert failed["2026-11-23-photo.txt"] == "an image (a scan or photo of a page), not a text page"
     assert "2026-11-23-photo.txt" in err
 
 

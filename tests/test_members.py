@@ -134,6 +134,8 @@ def test_cli_import_json_shape_and_exit_status(workdir: Path) -> None:
     assert out == {
         "imported": 1,
         "merged": 0,
+        "changed": 0,
+        "unchanged": 0,
         "failed": [{"line": 3, "error": out["failed"][0]["error"]}],  # type: ignore[index]
     }
     assert "broken" in out["failed"][0]["error"]  # type: ignore[index]

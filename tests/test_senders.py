@@ -142,7 +142,8 @@ def make_paper(
     )
     code, out, err = run(workdir, "members", "import", str(sheet), "--json")
     assert code == 0, err
-    assert out == {"imported": members, "merged": 0, "failed": []}
+    assert out == {"imported": members, "merged": 0, "changed": 0, "unchanged": 0,
+                   "failed": []}
     if ingest:
         code, _, err = run(workdir, "ingest")
         assert code == 0, err

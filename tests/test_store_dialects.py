@@ -399,7 +399,7 @@ def test_cli_ingest_assemble_send_on_the_configured_database(
 
     code, out, err = run(workdir, "members", "import", str(members), "--json")
     assert code == 0, err
-    assert out == {"imported": 5, "merged": 0, "failed": []}
+    assert out == {"imported": 5, "merged": 0, "changed": 0, "unchanged": 0, "failed": []}
     code, out, err = run(workdir, "ingest", "--json")
     assert code == 0, err
     assert out == {"new": 9, "updated": 0, "unchanged": 0, "failed": [], "gone": []}
