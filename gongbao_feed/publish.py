@@ -31,8 +31,8 @@ from .feeds import render_feeds
 from .files import atomic_write
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
-from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
-from .models import DeliveryState, Issue, Member, MemberStatus
+from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
+from .models import DeliveryState, Issue, Member, MemberStatus, mailbox_key
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import load_secret
@@ -240,30 +240,33 @@ class Newsroom:
 
     # -- members --------------------------------------------------------------
     def import_members(self, path: Path, resubscribe: bool = False) -> ImportReport:
-        """Add or update the members in a CSV file; bad rows are reported by line and skipped.
+        """Add or update the members in a sheet (CSV or .xlsx); bad rows are reported by
+        line (row, in a workbook) and skipped.
 
-        A member who unsubscribed stays unsubscribed unless `resubscribe`.
+        A member is found by mailbox, whatever its capitals: one already on
+        file keeps their spelling. A member who unsubscribed stays
+        unsubscribed unless `resubscribe`.
         """
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise MemberError(f"{path}: cannot read: {exc.strerror or exc}") from None
         try:
-            sheet = read_members_csv(data)
+            sheet = read_members_sheet(data)
         except MemberError as exc:
             raise MemberError(f"{path}: {exc.message}", hint=exc.hint) from None
         now = self.now()
-        known = {m.email: m for m in self.store.members()}
+        known = {mailbox_key(m.email): m for m in self.store.members()}
         report = ImportReport(
-            failed=list(sheet.failed), warnings=list(sheet.warnings), merged=sheet.duplicates
+            failed=list(sheet.failed), warnings=list(sheet.warnings), merged=sheet.duplicates,
+            unit=sheet.unit, encoding=sheet.encoding,
         )
         members = []
         for row in sheet.rows:
-            member = merge_member(
-                known.get(row.email), row.email, row.name, now, resubscribe=resubscribe
-            )
+            existing = known.get(mailbox_key(row.email))
+            member = merge_member(existing, row.email, row.name, now, resubscribe=resubscribe)
             members.append(member)
-            if row.email in known:
+            if existing is not None:
                 report.merged += 1
             else:
                 report.imported += 1
@@ -282,8 +285,9 @@ class Newsroom:
         return member
 
     def remove_member(self, email: str, forget: bool = False) -> Member:
-        """Stop mailing a member. The record stays, marked unsubscribed, so a later
-        import does not bring them back; `forget` deletes it instead."""
+        """Stop mailing a member (their mailbox, in any spelling). The record stays,
+        marked unsubscribed, so a later import does not bring them back; `forget`
+        deletes it instead."""
         address = normalise_email(email)
         member = self.store.member(address)
         if member is None:
