@@ -89,7 +89,6 @@ class ImportReport:
             "imported": self.imported,
             "merged": self.merged,
             "failed": [{"line": f.line, "error": f.error} for f in self.failed],
-            "encoding": self.encoding,
         }
 
 

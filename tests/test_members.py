@@ -145,7 +145,6 @@ def test_cli_import_json_shape_and_exit_status(workdir: Path) -> None:
         "imported": 1,
         "merged": 0,
         "failed": [{"line": 3, "error": out["failed"][0]["error"]}],  # type: ignore[index]
-        "encoding": "UTF-8",
     }
     assert "broken" in out["failed"][0]["error"]  # type: ignore[index]
     assert f"{sheet}:3:" in err and "ignored columns: '电话'" in err
@@ -280,7 +279,7 @@ def test_cli_imports_xlsx_and_gb18030_naming_rows_and_the_encoding(workdir: Path
     sheet.write_bytes("姓名,邮箱\r\n周丽,zhou.li@example.org\r\n".encode("gb18030"))
     code, out, err = run(workdir, "members", "import", str(sheet), "--json")
     assert code == 0
-    assert out == {"imported": 1, "merged": 0, "failed": [], "encoding": "GB18030"}
+    assert out == {"imported": 1, "merged": 0, "failed": []}  # the shape stays as it was
     assert f"note: {sheet}: read as GB18030 (not UTF-8)" in err
 
 
