@@ -354,7 +354,7 @@ class Newsroom:
         together they reach every member once. A rerun sends exactly what is
         missing: members never claimed, claims whose sender died (after their
         lease), temporary failures, and permanent failures only with
-        `retry_failed`. `to` sends one test copy and records nothing;
+        `retry_failed`. `to` sends one test copy (see _test_copy) and records nothing;
         `dry_run` lists who would get the issue. `progress(done, total)` is
         called as members are settled. Setting `stop` (the scheduler's
         SIGTERM) ends the send after the messages in flight, recorded; the
@@ -365,7 +365,8 @@ class Newsroom:
         if dry_run:
             return self._who_would_get(report, retry_failed)
         transport = self._transport or make_transport(self.config, via)
-        mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now())
+        mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now(),
+                        test=to is not None)
         stop = stop if stop is not None else threading.Event()
         if to is not None:
             return self._test_copy(report, transport, mailer, to, stop)
@@ -385,7 +386,9 @@ class Newsroom:
         self, report: SendReport, transport: Transport, mailer: Mailer, to: str,
         stop: threading.Event,
     ) -> SendReport:
-        """One copy to `to`, as that member would get it; the ledger is not touched."""
+        """One test copy to `to`, as that member would get it, but marked a test: its
+        subject starts `[测试] `, it has a Message-ID of its own, and the outbox writes
+        it to outbox/tests/NNNN/. The ledger is not touched, even for a member."""
         address = normalise_email(to)
         member = self.store.member(address) or Member(email=address)
 
