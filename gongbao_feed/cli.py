@@ -298,13 +298,20 @@ def members() -> None:
 @config_option
 @friendly
 def members_import(file: Path, resubscribe: bool, as_json: bool, config_path: Path) -> None:
-    """Add or update members from a CSV file with columns email and name."""
+    """Add or update members from a sheet: CSV (UTF-8 or GB18030) or an Excel workbook
+    (.xlsx), with an address column (email, 邮箱, 电子邮箱 …) and usually a name
+    column (name, 姓名 …)."""
     with open_newsroom(config_path) as room:
         report = room.import_members(file, resubscribe=resubscribe)
+    if report.encoding not in ("UTF-8", "xlsx"):
+        click.echo(_("note: {file}: read as {encoding} (not UTF-8)").format(
+            file=file, encoding=report.encoding), err=True)
     for warning in report.warnings:
         click.echo(f"warning: {file}: {warning}", err=True)
     for failure in report.failed:
-        click.echo(f"error: {file}:{failure.line}: {failure.error}", err=True)
+        where = (f"{file}:{failure.line}" if report.unit == "line"
+                 else _("{file}: row {row}").format(file=file, row=failure.line))
+        click.echo(f"error: {where}: {failure.error}", err=True)
     if report.still_unsubscribed and not resubscribe:
         click.echo(f"note: {report.still_unsubscribed} of them had unsubscribed and stay so "
                    "(--resubscribe mails them again)", err=True)

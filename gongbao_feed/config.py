@@ -1,7 +1,11 @@
 """config.toml → a typed, validated Config.
 
 Validation is pydantic's, with unknown keys forbidden: a misspelt key is an
-error that names it, not a setting silently ignored. Folder paths resolve
+error that names it, not a setting silently ignored. Every value that reaches
+a mail header or a URL is checked here, when the config is loaded, not when a
+send is under way: one line of text (no line break of any kind, no control
+character), addresses that are one plain address, and an absolute http(s)
+base URL without spaces, `<` or `>`. Folder paths resolve
 against the config file's folder, so a working folder can live anywhere.
 """
 
@@ -18,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
 
 DEFAULT_CONFIG_NAME = "config.toml"
 
@@ -36,9 +41,13 @@ class PaperConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _absolute_url(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError("expected an absolute http(s) URL such as https://news.example.org/")
+        _header_safe(check_url, v)
         return v if v.endswith("/") else v + "/"
+
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, v: str) -> str:  # in From-like List-Id, subjects and pages
+        return _header_safe(check_one_line, v)
 
     @field_validator("timezone")
     @classmethod
@@ -74,6 +83,7 @@ class IssueConfig(_Section):
     @field_validator("title")
     @classmethod
     def _known_fields(cls, v: str) -> str:
+        _header_safe(check_one_line, v)  # an issue's title is in every digest's subject
         _check_template(v, {"paper", "number", "date"})
         return v
 
@@ -98,7 +108,39 @@ class EmailConfig(_Section):
     @field_validator("subject")
     @classmethod
     def _known_fields(cls, v: str) -> str:
+        _header_safe(check_one_line, v)
         _check_template(v, {"paper", "number", "date", "title"})
+        return v
+
+    @field_validator("from_address", "reply_to")
+    @classmethod
+    def _one_mailbox(cls, v: str) -> str:
+        if v:  # an empty reply_to means none; an empty from is not an address
+            _header_safe(split_mailbox, v)
+        return v
+
+    @field_validator("from_address")
+    @classmethod
+    def _has_sender(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError('expected e.g. "职工时报 <digest@news.example.org>"')
+        return v
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _bare_address(cls, v: str) -> str:
+        if v and _header_safe(split_mailbox, v) != ("", v.strip()):
+            raise ValueError("expected a bare address such as unsubscribe@news.example.org")
+        return v
+
+    @field_validator("list_id")
+    @classmethod
+    def _list_id(cls, v: str) -> str:
+        if v and not LIST_ID.fullmatch(v):
+            raise ValueError(
+                f"{v!r} is not a list id; expected dot-separated words such as "
+                "digest.news.example.org (RFC 2919)"
+            )
         return v
 
 
@@ -218,6 +260,14 @@ class Config(_Section):
     def smtp_password(self) -> str | None:
         """The relay password, read from the environment only."""
         return os.environ.get(self.smtp.password_env) if self.smtp.password_env else None
+
+
+def _header_safe(check: Any, value: str) -> Any:
+    """headers.py's `check(value)`, its HeaderError as the ValueError pydantic reports."""
+    try:
+        return check(value)
+    except HeaderError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_template(template: str, allowed: set[str]) -> None:

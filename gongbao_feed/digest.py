@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import html
 import logging
 import re
-import unicodedata
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,11 @@ import jinja2
 import premailer
 import wcwidth
 
-from . import tokens, urls
+from . import headers, tokens, urls
 from .config import Config
 from .errors import DeliveryError, RenderError
 from .fragments import clean_article, credit_line, display_date, display_subtitle
+from .i18n import _
 from .mail import Message
 from .models import Article, Byline, Issue, Member
 
@@ -379,6 +381,24 @@ def message_id(issue: int, email: str, domain: str) -> str:
     return f"<digest.{issue}.{digest}@{domain}>"
 
 
+def test_message_id(issue: int, domain: str) -> str:
+    """A test copy's own Message-ID, new on every test send: a mailbox that folds
+    messages by Message-ID never shows a test copy in place of the member's copy,
+    nor an old test copy in place of a corrected one."""
+    return f"<digest-test.{issue}.{uuid.uuid4().hex[:24]}@{domain}>"
+
+
+#: What a test copy's subject starts with.
+TEST_SUBJECT_PREFIX = "[测试] "
+
+#: On every digest: out-of-office and other automatic responders stay quiet
+#: (RFC 3834 for Auto-Submitted; Exchange and Outlook read the other).
+AUTO_HEADERS = (
+    ("Auto-Submitted", "auto-generated"),
+    ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+)
+
+
 def build_message(
     digest: Digest, member: Member, config: Config, key: bytes, now: datetime
 ) -> Message:
@@ -386,32 +406,58 @@ def build_message(
     return Mailer(digest, config, key, now).message(member)
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    """A configured sender (From, Reply-To): the name and address as written."""
+
+    name: str
+    addr_spec: str
+
+    @property
+    def domain(self) -> str:
+        return self.addr_spec.rpartition("@")[2]
+
+
 class Mailer:
     """Makes each member's message for one issue and one send.
 
     What every copy shares (From, Subject, Date, the list headers, the MIME
-    layout) is laid out by the email package once; per member only To,
-    Message-ID, List-Unsubscribe and the two bodies are made. The bodies are
-    base64-encoded in one C call each: the email package's own encoder and
-    writer, line by line, took three times as long as writing the file.
+    layout) is laid out once; per member only To, Message-ID,
+    List-Unsubscribe and the two bodies are made. The headers made from
+    configuration or member data are written by headers.py from the literal
+    text. The bodies are base64-encoded in one C call each: the email
+    package's own encoder and writer, line by line, took three times as long
+    as writing the file.
+
+    `test`: the messages are test copies (`send --to`): `[测试] ` before the
+    subject, a Message-ID of their own, and Message.test set, so the outbox
+    writes them apart from the members' copies.
     """
 
-    def __init__(self, digest: Digest, config: Config, key: bytes, now: datetime) -> None:
+    def __init__(
+        self, digest: Digest, config: Config, key: bytes, now: datetime, *, test: bool = False
+    ) -> None:
         self.digest = digest
         self.config = config
         self.key = key
+        self.test = test
         cfg = config.email
-        self.sender = _address("email.from", cfg.from_address)
-        common: list[tuple[str, Any]] = [("From", self.sender)]
+        self.sender = _mailbox("email.from", cfg.from_address)
+        subject = (TEST_SUBJECT_PREFIX if test else "") + digest.subject
+        common = [_built("From", headers.address_header, "From", self.sender.name,
+                         self.sender.addr_spec)]
         if cfg.reply_to:
-            common.append(("Reply-To", _address("email.reply_to", cfg.reply_to)))
+            reply_to = _mailbox("email.reply_to", cfg.reply_to)
+            common.append(_built("Reply-To", headers.address_header, "Reply-To", reply_to.name,
+                                 reply_to.addr_spec))
         common += [
-            ("Subject", digest.subject),
-            ("Date", format_datetime(now.astimezone(config.tz))),
-            ("List-Id", f"{config.paper.name} <{list_id(config)}>"),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            _built("Subject", headers.text_header, "Subject", subject),
+            _header("Date", format_datetime(now.astimezone(config.tz))),
+            _built("List-Id", headers.list_id_header, config.paper.name, list_id(config)),
+            _header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            *(_header(name, value) for name, value in AUTO_HEADERS),
         ]
-        self._common = b"".join(_header(name, value) for name, value in common)
+        self._common = b"".join(common)
         layout = EmailMessage(policy=_POLICY)
         layout["MIME-Version"] = "1.0"
         layout["Content-Type"] = "multipart/alternative"
@@ -424,13 +470,16 @@ class Mailer:
         self._bodies = _Bodies(digest)
 
     def message(self, member: Member) -> Message:
-        """Raises DeliveryError (naming the header) when the member's name holds a line break."""
+        """Raises DeliveryError (naming the header) when the member's name or address
+        cannot be written as it is (a line break, an address that is not plain)."""
         number = self.digest.issue.number
         token = tokens.sign(self.key, member.email, number)
         unsubscribe = urls.unsubscribe_url(self.config, token)
-        mid = message_id(number, member.email, self.sender.domain)
+        domain = self.sender.domain
+        mid = test_message_id(number, domain) if self.test else message_id(
+            number, member.email, domain)
         own = b"".join((
-            _to_header(member.name, member.email),
+            _built("To", headers.address_header, "To", member.name, member.email),
             _message_id_header(mid),
             _list_unsubscribe_header(
                 _list_unsubscribe(unsubscribe, self.config.email.unsubscribe_mailto, token)
@@ -449,70 +498,34 @@ class Mailer:
             recipients=(member.email,),
             message_id=mid,
             data=data,
+            test=self.test,
         )
 
 
+def _built(header: str, build: Any, *args: str) -> bytes:
+    """headers.py's `build(*args)`, its HeaderError as a DeliveryError naming the header."""
+    try:
+        return bytes(build(*args))
+    except headers.HeaderError as exc:
+        raise DeliveryError(
+            _("the {header} header cannot be written: {problem}").format(
+                header=header, problem=exc),
+            hint=_("a line break in a header value would let it add headers of its own; "
+                   "check the member's name and address, and [email] / [paper] in the config"),
+        ) from None
+
+
 def _header(name: str, value: Any) -> bytes:
-    """One header as the email package folds it (RFC 2047 where needed), CRLF-ended."""
+    """One header as the email package folds it, CRLF-ended: only for values made
+    here (dates, ids, fixed words), never for names or text from outside."""
     if isinstance(value, str):
         _one_line(name, value)
     return _POLICY.fold_binary(*_POLICY.header_store_parse(name, value))
 
 
-# Each copy's own headers. The email package's folder spends more per header
-# than writing the whole file takes, and almost every value is a short line it
-# would leave as it is: those lines are written directly, and anything else
-# (long, quoted, mixed, non-ASCII addresses) still goes through _header().
-# tests/test_mail_layout.py checks the shortcuts against _header() byte for byte.
-
 #: The longest line, CRLF not counted, that is written without the folder.
 _SHORT_LINE = 76
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-)
-#: ASCII words that need neither quotes nor encoding in a display name.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9'_-]+(?: [A-Za-z0-9'_-]+)*")
-_PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9.]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
-#: Bytes RFC 2047's "Q" encoding writes as they are, as the email package has them.
-_Q_SAFE = frozenset(b"-!*+/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-
-
-def _to_header(name: str, email: str) -> bytes:
-    """To: the member's name and address, as _header() folds them."""
-    _one_line("To", name)
-    if _PLAIN_ADDRESS.fullmatch(email):
-        if not name:
-            line = f"To: {email}"
-        elif _PLAIN_NAME.fullmatch(name):
-            line = f"To: {name} <{email}>"
-        elif _one_word(name):
-            line = f"To: {_encoded_word(name)} <{email}>"
-        else:
-            line = ""
-        if line and len(line) <= _SHORT_LINE:
-            return line.encode() + b"\r\n"
-    return _header("To", Address(display_name=name, addr_spec=email))
-
-
-def _one_word(name: str) -> bool:
-    """A name the email package encodes as one encoded word: non-ASCII letters (a
-    Chinese name), perhaps with ASCII letters and digits, no spaces or punctuation."""
-    return not name.isascii() and all(
-        ch.isalnum() if ch.isascii() else unicodedata.category(ch)[0] in "LMN"
-        for ch in name
-    )
-
-
-def _encoded_word(text: str) -> str:
-    """RFC 2047, UTF-8, "Q" unless "B" is five or more characters shorter (the
-    email package's rule)."""
-    raw = text.encode()
-    b = base64.b64encode(raw).decode("ascii")
-    q_length = sum(1 if byte in _Q_SAFE else 3 for byte in raw)
-    if q_length - len(b) >= 5:
-        return f"=?utf-8?b?{b}?="
-    q = "".join(chr(byte) if byte in _Q_SAFE else f"={byte:02X}" for byte in raw)
-    return f"=?utf-8?q?{q}?="
+_PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
 
 
 def _message_id_header(mid: str) -> bytes:
@@ -523,12 +536,23 @@ def _message_id_header(mid: str) -> bytes:
 
 
 def _list_unsubscribe_header(value: str) -> bytes:
-    """_UriListHeader's folding, without the parse it does first: for printable
-    ASCII with no encoded word in it the parse changes nothing."""
-    if value.isascii() and value.isprintable() and "=?" not in value:
-        uris = [u.strip() for u in value.split(",")]
-        return ("List-Unsubscribe: " + ",\r\n ".join(uris) + "\r\n").encode()
-    return _header("List-Unsubscribe", value)
+    """List-Unsubscribe's <uri>, <uri> (RFC 2369), one URI a line, never encoded.
+
+    Each URI is checked again here: no line break, space, `<` or `>` (the
+    config check is the first guard, this the second).
+    """
+    uris = [u.strip() for u in value.split(">,")]
+    uris = [u if u.endswith(">") else u + ">" for u in uris]
+    for uri in uris:
+        inner = uri[1:-1]
+        if (not (uri.startswith("<") and uri.endswith(">")) or headers.one_line_problem(inner)
+                or any(ch in inner for ch in " <>") or not inner.isascii()):
+            raise DeliveryError(
+                _("the List-Unsubscribe header cannot be written: {uri!r} is not one plain "
+                  "URL").format(uri=uri),
+                hint=_("check paper.base_url and email.unsubscribe_mailto"),
+            )
+    return ("List-Unsubscribe: " + ",\r\n ".join(uris) + "\r\n").encode()
 
 
 #: Where the two bodies go; see Mailer.
@@ -647,10 +671,12 @@ _POLICY = SMTP.clone(header_factory=_HEADERS)
 
 
 def list_id(config: Config) -> str:
-    """[email] list_id, or digest.<the site's host>."""
+    """[email] list_id, or digest.<the site's host> (in IDNA, as a list id is ASCII)."""
     if config.email.list_id:
         return config.email.list_id
     host = urlsplit(config.paper.base_url).hostname or "localhost"
+    with contextlib.suppress(UnicodeError):  # if not, headers.list_id_header names it
+        host = host.encode("idna").decode("ascii")
     return f"digest.{host}"
 
 
@@ -661,24 +687,24 @@ def _list_unsubscribe(url: str, mailto: str, token: str) -> str:
     return value
 
 
-def _address(key: str, value: str) -> Address:
-    """A configured From/Reply-To as an Address; a clear ConfigError-style message otherwise."""
-    _one_line(key, value)
-    name, addr = parseaddr(value)
-    user, at, domain = addr.rpartition("@")
-    if not at or not user or "." not in domain:
+def _mailbox(key: str, value: str) -> Mailbox:
+    """A configured From/Reply-To, read literally (headers.split_mailbox)."""
+    try:
+        name, addr = headers.split_mailbox(value)
+    except headers.HeaderError as exc:
         raise DeliveryError(
-            f"[email] {key.split('.')[-1]} = {value!r} is not an email address",
-            hint='expected e.g. "职工时报 <digest@news.example.org>"',
-        )
-    return Address(display_name=name, username=user, domain=domain)
+            f"{key}: {exc}", hint=_('expected e.g. "职工时报 <digest@news.example.org>"')
+        ) from None
+    return Mailbox(name, addr)
 
 
 def _one_line(header: str, value: str, hint: str | None = None) -> str:
-    if "\r" in value or "\n" in value:
+    problem = headers.one_line_problem(value)
+    if problem:
         raise DeliveryError(
-            f"the {header} header would contain a line break: {value!r}",
-            hint=hint or "a line break in a header value would let it add headers of its own",
+            _("the {header} header would contain {problem}: {value!r}").format(
+                header=header, problem=problem, value=value),
+            hint=hint or _("a line break in a header value would let it add headers of its own"),
         )
     return value
 

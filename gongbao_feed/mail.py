@@ -15,7 +15,8 @@ class Message:
 
     `email` is the ledger key (the member's normalised address); `sender` and
     `recipients` are the SMTP envelope (RFC 5321 MAIL FROM and RCPT TO), which
-    may differ from the From: and To: headers inside `data`.
+    may differ from the From: and To: headers inside `data`. `test` marks a
+    test copy (`send --to`): no ledger row, and the outbox keeps it apart.
     """
 
     issue: int
@@ -24,3 +25,4 @@ class Message:
     recipients: tuple[str, ...]
     message_id: str
     data: bytes
+    test: bool = False

@@ -1,14 +1,19 @@
-"""The member list: CSV bytes → checked rows, and rows merged into members.
+"""The member list: sheet bytes → checked rows, and rows merged into members.
 
-Pure: the CSV arrives as bytes and leaves as rows and line-numbered
-failures; merging takes the member already on file and returns the one to
-save. The Newsroom does the reading and the saving.
+Pure: the sheet (CSV or .xlsx) arrives as bytes and leaves as rows and
+line-numbered failures; merging takes the member already on file and
+returns the one to save. The Newsroom does the reading and the saving.
 
 Excel writes "CSV UTF-8" with a byte-order mark and plain "CSV" in the
-system code page, which on a Chinese Windows is GB18030 (GBK); both are read.
+system code page, which on a Chinese Windows is GB18030 (GBK); both are
+read, and so are workbooks (.xlsx, with openpyxl), which offices keep their
+lists in. The columns are found by their headers in English or Chinese
+(`email`, `邮箱`, `电子邮箱` …; `name`, `姓名` …).
+
 An address is checked for syntax only (no DNS) and normalised by
-email-validator, so `Zhang@Example.COM` and `Zhang@example.com` are the same
-member (the domain is case-insensitive; the local part is not).
+email-validator (the domain in lower case and IDNA). A member's identity is
+the whole address without case (`models.mailbox_key`): `Luo.Bin@…` and
+`LUO.BIN@…` are one member, under the spelling that came first.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,7 +29,8 @@ from datetime import datetime
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import MemberError
-from .models import Member, MemberStatus
+from .i18n import N_, _
+from .models import Member, MemberStatus, mailbox_key
 
 #: The longest name we accept; a longer cell is a pasted paragraph, not a name.
 MAX_NAME_LENGTH = 100
@@ -46,12 +53,19 @@ class RowFailure:
 
 @dataclass(frozen=True)
 class MemberCsv:
-    """A CSV file read: good rows (duplicates merged), bad rows, and notes."""
+    """A sheet read: good rows (one per mailbox), bad rows, and notes.
+
+    `unit` is what the numbers in `line` count: "line" (CSV, a file line)
+    or "row" (xlsx, Excel's row number). `encoding`: "UTF-8", "UTF-16",
+    "GB18030" or "xlsx".
+    """
 
     rows: tuple[MemberRow, ...]
     failed: tuple[RowFailure, ...]
     warnings: tuple[str, ...]
-    duplicates: int  # rows merged into an earlier row of the same file
+    duplicates: int  # rows merged into an earlier row of the same file (same mailbox)
+    unit: str = "line"
+    encoding: str = "UTF-8"
 
 
 @dataclass
@@ -70,6 +84,8 @@ class ImportReport:
     failed: list[RowFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     still_unsubscribed: int = 0
+    unit: str = "line"  # what a failure's number counts: "line" (CSV) or "row" (xlsx)
+    encoding: str = "UTF-8"
     changed: int = 0
     unchanged: int = 0
 
@@ -98,6 +114,8 @@ def normalise_email(address: str) -> str:
     Raises MemberError saying what is wrong with it.
     """
     address = address.strip()
+    if address[:7].lower() == "mailto:":  # a cell Excel made a link of
+        address = address[7:]
     if not address:
         raise MemberError("the email address is empty")
     try:
@@ -127,80 +145,210 @@ def clean_name(name: str) -> str:
     return name
 
 
-def decode_csv(data: bytes) -> str:
-    """UTF-8 (with or without Excel's BOM), else GB18030."""
+#: Header cells that name the address column, compared by `_header_key` (no case,
+#: spaces, hyphens or underscores; full-width letters as ASCII; "(必填)", "*" dropped).
+ADDRESS_HEADERS = (
+    "email", "e-mail", "email address", "e-mail address", "mail", "mail address", "mailbox",
+    "address", "邮箱", "电子邮箱", "电子邮件", "邮件地址", "邮箱地址", "电子邮件地址",
+    "电子邮箱地址", "电子信箱", "电邮", "电邮地址", "邮件", "邮箱账号", "email地址",
+)
+#: Header cells that name the name column.
+NAME_HEADERS = (
+    "name", "full name", "member name", "display name", "姓名", "名字", "会员姓名",
+    "会员名", "成员姓名", "职工姓名", "员工姓名", "真实姓名", "称呼",
+)
+#: A sheet's header row is looked for in its first rows: offices put a title above it.
+HEADER_SEARCH_ROWS = 10
+
+
+def _header_key(cell: str) -> str:
+    """`E-Mail`, ` email `, `ＥＭＡＩＬ`, `邮箱（必填）` and `Email*` all read `email`/`邮箱`."""
+    text = unicodedata.normalize("NFKC", cell).casefold()
+    text = re.sub(r"\([^)]*\)|\*|[:：]", "", text)
+    return re.sub(r"[\s_\-]+", "", text)
+
+
+_ADDRESS_KEYS = frozenset(_header_key(h) for h in ADDRESS_HEADERS)
+_NAME_KEYS = frozenset(_header_key(h) for h in NAME_HEADERS)
+#: A header's place in ADDRESS_HEADERS (its first, for two spellings of one key).
+_ADDRESS_ORDER = {k: n for n, k in reversed(list(enumerate(map(_header_key, ADDRESS_HEADERS))))}
+
+
+def decode_csv(data: bytes) -> tuple[str, str]:
+    """The text of a CSV file and the encoding it was read in.
+
+    UTF-8 with Excel's BOM, UTF-16 with a BOM (Excel's "Unicode text"),
+    UTF-8 without BOM when every byte sequence is valid UTF-8 (GB18030 text
+    almost never is), else GB18030, the superset of GBK and GB2312 that
+    Excel's plain "CSV" is written in on a Chinese Windows.
+    Raises MemberError when none of them reads it.
+    """
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        return data[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace"), "UTF-8"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), "UTF-16"
+        except UnicodeDecodeError:
+            pass
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), "UTF-8"
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("gb18030")
+        return data.decode("gb18030"), "GB18030"
     except UnicodeDecodeError as exc:
         raise MemberError(
-            f"neither UTF-8 nor GB18030 (undecodable byte at offset {exc.start})",
-            hint="save the sheet as “CSV UTF-8” or plain CSV",
+            _("neither UTF-8 nor GB18030 (undecodable byte at offset {offset})").format(
+                offset=exc.start),
+            hint=_("save the sheet as “CSV UTF-8”, plain CSV or an Excel workbook (.xlsx)"),
         ) from None
 
 
 def read_members_csv(data: bytes) -> MemberCsv:
-    """Parse a member CSV: a header row with `email` (and usually `name`), then one member a row.
+    """Parse a member CSV: a header row naming the address column (and usually the
+    name), then one member a row. Commas, or tabs when the header row has no comma.
 
     Raises MemberError only when the file as a whole is unusable (cannot be
-    decoded, no `email` column); a bad row is reported with its line number
+    decoded, no address column); a bad row is reported with its line number
     and the rest are still read.
     """
-    text = decode_csv(data)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise MemberError("the file is empty", hint=_HEADER_HINT) from None
-    except csv.Error as exc:
-        raise MemberError(f"line 1: {exc}", hint=_HEADER_HINT) from None
-    columns = [h.strip().lower() for h in header]
-    if "email" not in columns:
-        raise MemberError(
-            f"line 1: no `email` column (found: {', '.join(repr(h) for h in header) or 'nothing'})",
-            hint=_HEADER_HINT,
-        )
-    email_at = columns.index("email")
-    name_at = columns.index("name") if "name" in columns else None
-    warnings = []
-    ignored = [h for h in header if h.strip().lower() not in ("email", "name")]
-    if ignored:
-        warnings.append("ignored columns: " + ", ".join(repr(h) for h in ignored))
-
-    by_email: dict[str, MemberRow] = {}
-    failed: list[RowFailure] = []
-    duplicates = 0
-    line = reader.line_num + 1
+    text, encoding = decode_csv(data)
+    first_line = text.split("\n", 1)[0]
+    delimiter = "\t" if "," not in first_line and "\t" in first_line else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[tuple[int, list[str]]] = []
+    broken: RowFailure | None = None
+    line = 1
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            failed.append(RowFailure(line, f"not valid CSV: {exc}"))
+            broken = RowFailure(line, _("not valid CSV: {error}").format(error=exc))
             break
-        start, line = line, reader.line_num + 1
-        if not any(c.strip() for c in cells):
-            continue
+        rows.append((line, cells))
+        line = reader.line_num + 1
+    sheet = _read_rows(rows, "line")
+    failed = sheet.failed + ((broken,) if broken else ())
+    return replace(sheet, failed=failed, encoding=encoding)
+
+
+def read_members_xlsx(data: bytes) -> MemberCsv:
+    """Parse a member workbook (.xlsx) the same way: its first sheet, rows numbered as
+    Excel numbers them. Raises MemberError when it is not a readable workbook."""
+    import openpyxl  # a second's import, only when a workbook comes
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # zipfile, XML and openpyxl's own errors: all "not a workbook"
+        raise MemberError(
+            _("not a readable Excel workbook: {error}").format(error=exc),
+            hint=_("open it in Excel or WPS and save it again as .xlsx, or as CSV UTF-8"),
+        ) from None
+    try:
+        sheet = book.worksheets[0]
+        rows = [
+            (n, [_xlsx_text(v) for v in values])
+            for n, values in enumerate(sheet.iter_rows(values_only=True), start=1)
+        ]
+        names = book.sheetnames
+    finally:
+        book.close()
+    read = _read_rows(rows, "row")
+    warnings = read.warnings
+    if len(names) > 1:
+        first = _("read the first sheet, {sheet!r}; the others are ignored: {others}").format(
+            sheet=names[0], others=", ".join(repr(n) for n in names[1:]))
+        warnings = (first, *warnings)
+    return replace(read, warnings=warnings, encoding="xlsx")
+
+
+def read_members_sheet(data: bytes) -> MemberCsv:
+    """A .xlsx workbook or a CSV file, told apart by their bytes (not their names):
+    an .xlsx is a ZIP archive. An old binary .xls is refused with what to do."""
+    if data.startswith(b"PK\x03\x04"):
+        return read_members_xlsx(data)
+    if data.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        raise MemberError(
+            _("this is an old Excel 97-2003 workbook (.xls), which is not read"),
+            hint=_("save it as an Excel workbook (.xlsx) or as CSV UTF-8"),
+        )
+    return read_members_csv(data)
+
+
+def _xlsx_text(value: object) -> str:
+    """A cell as text: a whole number without ".0", dates as ISO text, empty for none."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _find_header(rows: list[tuple[int, list[str]]]) -> int | None:
+    """Index in `rows` of the header row: the first of the first rows naming an address."""
+    for i, (_n, cells) in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        if any(_header_key(c) in _ADDRESS_KEYS for c in cells):
+            return i
+    return None
+
+
+def _read_rows(rows: list[tuple[int, list[str]]], unit: str) -> MemberCsv:
+    """Rows of cells with their line (CSV) or row (xlsx) numbers → members and failures."""
+    rows = [(n, cells) for n, cells in rows if any(c.strip() for c in cells)]
+    if not rows:
+        raise MemberError(_("the file is empty"), hint=_(_HEADER_HINT))
+    at = _find_header(rows)
+    if at is None:
+        n, header = rows[0]
+        found = ", ".join(repr(h) for h in header if h.strip()) or _("nothing")
+        hint = _(_HEADER_HINT)
+        if any("@" in c for c in header):
+            hint = _("the first row must name the columns (it holds an address); "
+                     "add a row such as `email,name` above the members")
+        raise MemberError(
+            _("{unit} {n}: no address column (found: {found}); "
+              "accepted headers: {accepted}").format(
+                unit=_(UNITS[unit]), n=n, found=found,
+                accepted=", ".join(ADDRESS_HEADERS)),
+            hint=hint,
+        )
+    header_line, header = rows[at]
+    keys = [_header_key(h) for h in header]
+    # Two candidates (`Email` and a postal `Address`): the more specific header, as listed.
+    email_at = min((i for i, k in enumerate(keys) if k in _ADDRESS_KEYS),
+                   key=lambda i: _ADDRESS_ORDER[keys[i]])
+    name_at = next((i for i, k in enumerate(keys) if k in _NAME_KEYS), None)
+    warnings = []
+    ignored = [h for i, h in enumerate(header) if i not in (email_at, name_at) and h.strip()]
+    if ignored:
+        warnings.append(_("ignored columns: {columns}").format(
+            columns=", ".join(repr(h) for h in ignored)))
+    if at:
+        warnings.append(_("{unit} {n} taken as the header row; the rows above it are "
+                          "ignored").format(unit=_(UNITS[unit]), n=header_line))
+
+    by_key: dict[str, MemberRow] = {}
+    failed: list[RowFailure] = []
+    duplicates = 0
+    for line, cells in rows[at + 1:]:
         try:
             email = normalise_email(_cell(cells, email_at))
             name = clean_name(_cell(cells, name_at))
         except MemberError as exc:
-            failed.append(RowFailure(start, exc.message))
+            failed.append(RowFailure(line, exc.message))
             continue
-        earlier = by_email.get(email)
-        if earlier is not None:
+        key = mailbox_key(email)
+        earlier = by_key.get(key)
+        if earlier is not None:  # the first spelling stays; a later name replaces
             duplicates += 1
             if name and name != earlier.name:
-                by_email[email] = replace(earlier, name=name)
+                by_key[key] = replace(earlier, name=name)
             continue
-        by_email[email] = MemberRow(start, email, name)
-    return MemberCsv(tuple(by_email.values()), tuple(failed), tuple(warnings), duplicates)
+        by_key[key] = MemberRow(line, email, name)
+    return MemberCsv(tuple(by_key.values()), tuple(failed), tuple(warnings), duplicates,
+                     unit=unit)
 
 
 def merge_member(
@@ -226,4 +374,6 @@ def _cell(cells: list[str], at: int | None) -> str:
     return cells[at] if at is not None and at < len(cells) else ""
 
 
-_HEADER_HINT = "the first row must name the columns, e.g. `email,name`"
+#: What a failure's number counts, as the messages say it.
+UNITS = {"line": N_("line"), "row": N_("row")}
+_HEADER_HINT = N_("the first row must name the columns, e.g. `email,name` or `邮箱,姓名`")

@@ -213,7 +213,11 @@ class MemberStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Member:
-    """A union member on the mailing list; `email` is the normalised address."""
+    """A union member on the mailing list; `email` is the normalised address.
+
+    `email` is spelt as first imported (it goes on the To: line and is the
+    ledger's key); the member's identity is `mailbox_key(email)`.
+    """
 
     email: str
     name: str = ""
@@ -224,6 +228,17 @@ class Member:
 
     def to_json(self) -> dict[str, Any]:
         return {"email": self.email, "name": self.name, "status": str(self.status)}
+
+
+def mailbox_key(address: str) -> str:
+    """A member's identity: the whole address in lower case.
+
+    RFC 5321 lets a server treat the local part's case as significant, but
+    the providers members use (QQ, 163, Outlook, Gmail) do not, and list
+    tools merge `Luo.Bin@…` and `luo.bin@…`: one person, one copy. Addresses
+    are ASCII here (the domain in IDNA, see members.normalise_email).
+    """
+    return address.strip().lower()
 
 
 class DeliveryState(StrEnum):

@@ -4,6 +4,8 @@ The embedded default: no mail server needed, and the files can be checked
 by eye, fed to a relay later (`sendmail -t < file`) or picked up by another
 tool. One folder per issue, outbox/0007/, one file per member, named from
 the address so a re-send replaces a member's file instead of adding one.
+Test copies (`send --to`) go to outbox/tests/0007/, never among the members'
+copies, so a test to a member's own address leaves their copy as it was.
 Files are written atomically (temporary file, fsync, rename), and a message
 is reported SENT only after its rename, so the ledger never claims a file
 that is not there; after a crash between the rename and the ledger row, the
@@ -78,8 +80,17 @@ def sweep_litter(folder: Path) -> int:
     return removed
 
 
+#: The folder under the outbox that test copies go to, one folder per issue below it.
+TESTS_FOLDER = "tests"
+
+
 def issue_folder(root: Path, issue: int) -> Path:
     return root / f"{issue:04d}"
+
+
+def test_folder(root: Path, issue: int) -> Path:
+    """Where `send --to` writes an issue's test copies: outbox/tests/NNNN/."""
+    return root / TESTS_FOLDER / f"{issue:04d}"
 
 
 def eml_name(email: str) -> str:
@@ -113,19 +124,21 @@ class OutboxTransport:
         self.writers = writers
 
     def path_for(self, message: Message) -> Path:
-        return issue_folder(self.root, message.issue) / eml_name(message.email)
+        folder = test_folder if message.test else issue_folder
+        return folder(self.root, message.issue) / eml_name(message.email)
 
     def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
         in_flight: deque[tuple[Message, Future[Path]]] = deque()
-        swept: set[int] = set()
+        swept: set[Path] = set()
         with ThreadPoolExecutor(self.writers, thread_name_prefix="outbox") as pool:
             try:
                 for message in messages:
                     if stop.is_set():
                         break
-                    if message.issue not in swept:
-                        swept.add(message.issue)
-                        sweep_litter(issue_folder(self.root, message.issue))
+                    folder = self.path_for(message).parent
+                    if folder not in swept:
+                        swept.add(folder)
+                        sweep_litter(folder)
                     in_flight.append((message, pool.submit(self._write, message)))
                     if len(in_flight) >= 2 * self.writers:
                         self._settle(*in_flight.popleft(), report)

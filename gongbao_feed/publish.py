@@ -32,8 +32,8 @@ from .files import atomic_write
 from .i18n import ngettext
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
-from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_csv
-from .models import Article, DeliveryState, Issue, Member, MemberStatus
+from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
+from .models import Article, DeliveryState, Issue, Member, MemberStatus, mailbox_key
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import load_secret
@@ -266,32 +266,35 @@ class Newsroom:
 
     # -- members --------------------------------------------------------------
     def import_members(self, path: Path, resubscribe: bool = False) -> ImportReport:
-        """Add or update the members in a CSV file; bad rows are reported by line and skipped.
+        """Add or update the members in a sheet (CSV or .xlsx); bad rows are reported by
+        line (row, in a workbook) and skipped.
 
-        A member who unsubscribed stays unsubscribed unless `resubscribe`.
+        A member is found by mailbox, whatever its capitals: one already on
+        file keeps their spelling. A member who unsubscribed stays
+        unsubscribed unless `resubscribe`.
         """
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise MemberError(f"{path}: cannot read: {exc.strerror or exc}") from None
         try:
-            sheet = read_members_csv(data)
+            sheet = read_members_sheet(data)
         except MemberError as exc:
             raise MemberError(f"{path}: {exc.message}", hint=exc.hint) from None
         now = self.now()
-        known = {m.email: m for m in self.store.members()}
+        known = {mailbox_key(m.email): m for m in self.store.members()}
         report = ImportReport(
-            failed=list(sheet.failed), warnings=list(sheet.warnings), merged=sheet.duplicates
+            failed=list(sheet.failed), warnings=list(sheet.warnings), merged=sheet.duplicates,
+            unit=sheet.unit, encoding=sheet.encoding,
         )
         members = []
         for row in sheet.rows:
-            member = merge_member(
-                known.get(row.email), row.email, row.name, now, resubscribe=resubscribe
-            )
+            existing = known.get(mailbox_key(row.email))
+            member = merge_member(existing, row.email, row.name, now, resubscribe=resubscribe)
             members.append(member)
-            if row.email in known:
+            if existing is not None:
                 report.merged += 1
-                if member == known[row.email]:
+                if member == existing:
                     report.unchanged += 1
                 else:
                     report.changed += 1
@@ -312,8 +315,9 @@ class Newsroom:
         return member
 
     def remove_member(self, email: str, forget: bool = False) -> Member:
-        """Stop mailing a member. The record stays, marked unsubscribed, so a later
-        import does not bring them back; `forget` deletes it instead."""
+        """Stop mailing a member (their mailbox, in any spelling). The record stays,
+        marked unsubscribed, so a later import does not bring them back; `forget`
+        deletes it instead."""
         address = normalise_email(email)
         member = self.store.member(address)
         if member is None:
@@ -380,7 +384,7 @@ class Newsroom:
         together they reach every member once. A rerun sends exactly what is
         missing: members never claimed, claims whose sender died (after their
         lease), temporary failures, and permanent failures only with
-        `retry_failed`. `to` sends one test copy and records nothing;
+        `retry_failed`. `to` sends one test copy (see _test_copy) and records nothing;
         `dry_run` lists who would get the issue. `progress(done, total)` is
         called as members are settled. Setting `stop` (the scheduler's
         SIGTERM) ends the send after the messages in flight, recorded; the
@@ -391,7 +395,8 @@ class Newsroom:
         if dry_run:
             return self._who_would_get(report, retry_failed)
         transport = self._transport or make_transport(self.config, via)
-        mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now())
+        mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now(),
+                        test=to is not None)
         stop = stop if stop is not None else threading.Event()
         if to is not None:
             return self._test_copy(report, transport, mailer, to, stop)
@@ -413,7 +418,9 @@ class Newsroom:
         self, report: SendReport, transport: Transport, mailer: Mailer, to: str,
         stop: threading.Event,
     ) -> SendReport:
-        """One copy to `to`, as that member would get it; the ledger is not touched."""
+        """One test copy to `to`, as that member would get it, but marked a test: its
+        subject starts `[测试] `, it has a Message-ID of its own, and the outbox writes
+        it to outbox/tests/NNNN/. The ledger is not touched, even for a member."""
         address = normalise_email(to)
         member = self.store.member(address) or Member(email=address)
 

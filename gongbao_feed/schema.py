@@ -155,7 +155,9 @@ feed_ids_t = Table(
 members_t = Table(
     "members",
     metadata,
-    Column("email", String(320), primary_key=True),
+    Column("email", String(320), primary_key=True),  # spelt as first imported
+    # The identity: models.mailbox_key(email), one row per mailbox (revision 0005).
+    Column("mailbox", String(320), nullable=False, unique=True, index=True),
     Column("name", Text, nullable=False, default=""),
     Column("status", String(16), nullable=False),
     Column("joined", UTCDateTime, nullable=False),

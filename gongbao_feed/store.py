@@ -44,6 +44,7 @@ from .models import (
     Issue,
     Member,
     MemberStatus,
+    mailbox_key,
     same_story,
 )
 from .schema import (
@@ -494,8 +495,11 @@ class Store:
 
     # -- members ------------------------------------------------------------
     def member(self, email: str) -> Member | None:
+        """The member whose mailbox this is, however `email` is capitalised."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(members_t).where(members_t.c.email == email)).first()
+            row = conn.execute(
+                select(members_t).where(members_t.c.mailbox == mailbox_key(email))
+            ).first()
         return None if row is None else _row_to_member(row)
 
     def members(self, active_only: bool = False) -> list[Member]:
@@ -538,14 +542,18 @@ class Store:
     def save_members(self, members: Iterable[Member]) -> None:
         """Insert or update members, all in one transaction (an import is all or nothing).
 
-        One INSERT … ON CONFLICT DO UPDATE per member where the database has it
+        A member is found by mailbox (`mailbox_key`): a member already on file
+        keeps the spelling first saved, whatever spelling this save uses. One
+        INSERT … ON CONFLICT DO UPDATE per member where the database has it
         (SQLite, PostgreSQL): no window between "is it there?" and the insert
         for another machine's import or sign-up to fall into.
         """
-        rows: dict[str, dict[str, Any]] = {}  # an address twice: the last one counts
+        rows: dict[str, dict[str, Any]] = {}  # a mailbox twice: the last one counts
         for member in members:
-            rows[member.email] = {
-                "email": member.email,
+            key = mailbox_key(member.email)
+            rows[key] = {
+                "email": rows[key]["email"] if key in rows else member.email,
+                "mailbox": key,
                 "name": member.name,
                 "status": member.status.value,
                 "joined": member.joined,
@@ -558,35 +566,41 @@ class Store:
             insert = upsert(conn, members_t)
             if insert is not None:
                 stmt = insert.on_conflict_do_update(
-                    index_elements=[members_t.c.email],
+                    index_elements=[members_t.c.mailbox],
                     set_={c: insert.excluded[c] for c in _MEMBER_FIELDS},
                 )
                 conn.execute(stmt, list(rows.values()))
                 return
-            for member_email, row in rows.items():
+            for key, row in rows.items():
                 values = {c: row[c] for c in _MEMBER_FIELDS}
                 exists = conn.execute(
-                    select(members_t.c.email).where(members_t.c.email == member_email)
+                    select(members_t.c.email).where(members_t.c.mailbox == key)
                 ).first()
                 if exists:
                     conn.execute(
-                        members_t.update().where(members_t.c.email == member_email).values(**values)
+                        members_t.update().where(members_t.c.mailbox == key).values(**values)
                     )
                 else:
-                    conn.execute(members_t.insert().values(email=member_email, **values))
+                    conn.execute(
+                        members_t.insert().values(email=row["email"], mailbox=key, **values)
+                    )
 
     def remove_member(self, email: str) -> bool:
+        """Delete the member whose mailbox this is, in any spelling."""
         with self.transaction() as conn:
-            return bool(conn.execute(members_t.delete().where(members_t.c.email == email)).rowcount)
+            return bool(conn.execute(
+                members_t.delete().where(members_t.c.mailbox == mailbox_key(email))
+            ).rowcount)
 
     def unsubscribe(self, email: str, when: datetime, via: str) -> bool:
-        """Mark a member unsubscribed; False if unknown or already out."""
+        """Mark a member unsubscribed, found by mailbox (any spelling of it, such as
+        the one an older link carries); False if unknown or already out."""
         with self.transaction() as conn:
             result = conn.execute(
                 members_t.update()
                 .where(
                     and_(
-                        members_t.c.email == email,
+                        members_t.c.mailbox == mailbox_key(email),
                         members_t.c.status == MemberStatus.ACTIVE.value,
                     )
                 )
@@ -600,7 +614,7 @@ class Store:
 
     def is_active(self, email: str) -> bool:
         with self.engine.connect() as conn:
-            status = conn.execute(_MEMBER_STATUS, {"k_email": email}).scalar()
+            status = conn.execute(_MEMBER_STATUS, {"k_mailbox": mailbox_key(email)}).scalar()
         return status == MemberStatus.ACTIVE.value
 
     @contextmanager
@@ -614,7 +628,9 @@ class Store:
             active = MemberStatus.ACTIVE.value
 
             def is_active(email: str) -> bool:
-                return conn.execute(_MEMBER_STATUS, {"k_email": email}).scalar() == active
+                return conn.execute(
+                    _MEMBER_STATUS, {"k_mailbox": mailbox_key(email)}
+                ).scalar() == active
 
             yield is_active
 
@@ -636,7 +652,9 @@ _MEMBER_FIELDS = ("name", "status", "joined", "unsubscribed_at", "unsubscribed_v
 
 # A send runs these once or twice a member: built once, they skip SQLAlchemy's
 # statement construction, which cost more than SQLite's work (3× per row).
-_MEMBER_STATUS = select(members_t.c.status).where(members_t.c.email == bindparam("k_email"))
+_MEMBER_STATUS = select(members_t.c.status).where(
+    members_t.c.mailbox == bindparam("k_mailbox")
+)
 _DELIVERY_KEY = and_(
     deliveries_t.c.issue == bindparam("k_issue"), deliveries_t.c.email == bindparam("k_email")
 )

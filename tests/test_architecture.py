@@ -227,7 +227,11 @@ def package_sources() -> dict[str, str]:
 def test_only_the_ledger_writes_deliveries() -> None:
     writers = {path: w for path, src in package_sources().items() if (w := deliveries_writes(src))}
     assert f"{PACKAGE}/ledger.py" in writers, "the check no longer sees the ledger's own writes"
-    others = {path: w for path, w in writers.items() if path != f"{PACKAGE}/ledger.py"}
+    # A schema revision may move rows as it changes the schema (0005 merges the
+    # ledger rows of one mailbox's spellings); at run time only the ledger writes.
+    revisions = f"{PACKAGE}/migrations/versions/"
+    others = {path: w for path, w in writers.items()
+              if path != f"{PACKAGE}/ledger.py" and not path.startswith(revisions)}
     assert not others, "only ledger.py writes the deliveries table:\n" + "\n".join(
         f"  {path} {w}" for path, ws in others.items() for w in ws
     )

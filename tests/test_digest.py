@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -45,13 +46,14 @@ from gongbao_feed.digest import (
     render_templates,
     wrap_text,
 )
-from gongbao_feed.errors import DeliveryError
+from gongbao_feed.errors import ConfigError, DeliveryError
 from gongbao_feed.fragments import display_date
 from gongbao_feed.models import Issue, Member
 from gongbao_feed.publish import Newsroom
 from gongbao_feed.skeleton import builtin_templates
 
 from .conftest import REPO
+from .helpers_cli import run
 from .helpers_mail import DAY, bodies, make_issue, parse
 
 NOW = datetime(2026, 11, 22, 0, 45, tzinfo=UTC)
@@ -144,12 +146,84 @@ def test_to_shows_the_member_name_however_it_is_written(room: Newsroom, name: st
     assert msg["To"].addresses[0].addr_spec == "m@example.com"
 
 
-def test_a_line_break_never_reaches_a_header(room: Newsroom) -> None:
+@pytest.mark.parametrize("brk", ["\r\n", "\n", "\r", "\v", "\f", "\x85", "\u2028", "\u2029"])
+def test_a_line_break_never_reaches_a_header(room: Newsroom, brk: str) -> None:
     make_issue(room, 1)
     with pytest.raises(DeliveryError, match="To header"):
-        member_message(room, Member("eve@example.com", "Eve\r\nBcc: victim@example.net"))
+        member_message(room, Member("eve@example.com", f"Eve{brk}Bcc: victim@example.net"))
+    with pytest.raises(DeliveryError, match="To header"):
+        member_message(room, Member(f"eve@example.com{brk}Bcc: victim@example.net"))
+    with pytest.raises(ConfigError, match=r"email\.subject: contains a line break"):
+        config_with(room, subject=f"{{paper}}{brk}Bcc: x")
+    # An issue whose title got a line break some other way (an old release) is
+    # refused at send time too, naming the header.
+    issue = room.issue()
+    digest = render_digest(issue, room.store.articles(issue.article_ids), room.config, env())
+    broken = replace(digest, subject=f"第1期{brk}Bcc: x@evil.example")
     with pytest.raises(DeliveryError, match="Subject header"):
-        member_message(room, Member("a@example.com"), config_with(room, subject="{paper}\nBcc: x"))
+        Mailer(broken, room.config, KEY, NOW)
+
+
+ODD = "=?utf-8?q?x=2C_attacker=40evil=2Eexample=2C?="
+
+
+@pytest.mark.parametrize("where", ["member", "from", "reply_to", "paper", "subject"])
+def test_text_that_looks_like_an_encoded_word_stays_text_in_every_header(
+    room: Newsroom, where: str
+) -> None:
+    """Every header made from configuration or member data shows the literal text and
+    names exactly the one address it should: To, From, Reply-To, List-Id, Subject."""
+    make_issue(room, 1)
+    name = ODD if where == "member" else "张三"
+    paper = {"paper": {"name": ODD}} if where == "paper" else {}
+    email = {
+        "from": {"from": f"{ODD} <digest@news.example.org>"},
+        "reply_to": {"reply_to": f"{ODD} <editors@news.example.org>"},
+        "subject": {"subject": ODD + " {number}"},
+    }.get(where, {})
+    data = room.config.model_dump(by_alias=True, exclude={"root"})
+    for section, values in (("paper", paper.get("paper", {})), ("email", email)):
+        data[section].update(values)
+    config = config_from_dict(data, root=room.config.root)
+    msg = parse(member_message(room, Member("target@example.org", name), config))
+
+    assert msg.defects == []
+    for header, address in (("To", "target@example.org"), ("From", "digest@news.example.org"),
+                            ("Reply-To", "editors@news.example.org")):
+        assert [a.addr_spec for a in msg[header].addresses] == [address], header
+    shown = {"member": msg["To"], "from": msg["From"], "reply_to": msg["Reply-To"]}
+    if where in shown:
+        assert shown[where].addresses[0].display_name == ODD
+    if where == "paper":
+        assert str(msg["List-Id"]) == f"{ODD} <digest.news.example.org>"
+    if where == "subject":
+        assert str(msg["Subject"]) == f"{ODD} 1"
+
+
+def test_automatic_responders_are_told_to_stay_quiet(room: Newsroom) -> None:
+    make_issue(room, 1)
+    msg = parse(member_message(room, Member("a@example.com")))
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+
+
+def test_the_issues_own_example_gives_one_recipient(workdir: Path) -> None:
+    """`members add target@… --name '=?utf-8?q?…?='` then `send`: the .eml has one To."""
+    code, _, err = run(workdir, "members", "add", "target@example.org", "--name", ODD)
+    assert code == 0, err
+    with Newsroom(load_config(workdir / "config.toml")) as room:
+        make_issue(room, 1)
+    code, _, err = run(workdir, "send", "--via", "outbox")
+    assert code == 0, err
+    (eml,) = (workdir / "outbox" / "0001").glob("*.eml")
+    raw = eml.read_bytes()
+    assert b"attacker@" not in raw.split(b"\r\n\r\n", 1)[0]
+    to = parse(raw)["To"]
+    assert [(a.display_name, a.addr_spec) for a in to.addresses] == [(ODD, "target@example.org")]
+    unfolded = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
+    # What `sendmail -t` would read: one To line, one <address> on it.
+    (line,) = [x for x in unfolded.split(b"\r\n") if x.startswith(b"To:")]
+    assert line.count(b"@") == 1 and line.endswith(b" <target@example.org>")
 
 
 def test_message_id_is_the_same_for_the_same_issue_and_member(room: Newsroom) -> None:

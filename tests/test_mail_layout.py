@@ -2,14 +2,18 @@
 
 Mailer writes short headers itself and fills a digest cut at its slots once;
 the outbox's ledger outcomes are settled in batches. Each shortcut is checked
-against the slow, obvious way it replaces.
+against the slow, obvious way it replaces. The headers made from names and
+text (headers.py) are checked the way a mail client reads them: parsed back
+with the email package's default policy, they say exactly what was given.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import random
 from datetime import UTC, datetime
-from email.headerregistry import Address
+from email.header import decode_header, make_header
 
 import pytest
 
@@ -21,11 +25,10 @@ from gongbao_feed.digest import (
     _list_unsubscribe,
     _list_unsubscribe_header,
     _message_id_header,
-    _to_header,
     message_id,
     personalise,
 )
-from gongbao_feed.errors import DeliveryError
+from gongbao_feed.headers import HeaderError, address_header, list_id_header, text_header
 from gongbao_feed.ledger import Ledger
 from gongbao_feed.mail import Message
 from gongbao_feed.models import DeliveryState, Member
@@ -36,13 +39,17 @@ from .helpers_mail import make_issue
 
 NOW = datetime(2026, 11, 22, 0, 45, tzinfo=UTC)
 ADDRESSES = ("a@example.org", "li.wei+news@mail.example.com", "x" * 50 + "@example.org",
-             "o'neil@example.org", "user@例子.中国")
+             "o'neil@example.org", "user@xn--fsqu00a.xn--fiqs8s")
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡"
 NAMES = (
     "", "甲", "王五", "会员1", "会员12345678901234567890123456", "李" * 20, "李" * 40,
     "Li Wei", "O'Brien", "J. Smith", 'Li "Lee" Si', "王, 五", "Smith, John", "陈 晓雨 (工会)",
     "王小明 Wang", " lead", "trail ", "a  b", "Zoë", "<script>", "a&b", "=?utf-8?q?x?=",
     "x" * 70, "ｆｕｌｌ", "王\u3000五", "李😀", "a\\b", "Jo\u0301",
+    # Names that look like encoded words or addresses: shown as written, never decoded.
+    "=?utf-8?q?x=2C_attacker=40evil=2Eexample=2C?=", "a =?utf-8?q?=0D=0ABcc:_x@y?= b",
+    "=?utf-8?b?5byg5LiJ?=", "x@evil.example", "<x@evil.example>", "a, b@evil.example",
+    '"quoted"', "\\", '"', "x" * 99 + "=?", "王五 =?gb2312?b?1cXI/Q==?=",
 )
 
 
@@ -70,19 +77,95 @@ def shortcut(fn: object, *args: str) -> bytes | type[Exception]:
         return type(exc)
 
 
-def test_to_header_is_what_the_email_package_folds() -> None:
-    for i, name in enumerate(many_names()):
-        email = ADDRESSES[i % len(ADDRESSES)]
-        expected = folded("To", Address(display_name=name, addr_spec=email))
-        assert shortcut(_to_header, name, email) == expected, (name, email)
-    with pytest.raises(DeliveryError):
-        _to_header("王\nBcc: x@example.org", "a@example.org")
+def read_header(raw: bytes, name: str) -> object:
+    msg = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    assert list(msg.keys()) == [name]  # one header, nothing added
+    assert msg[name].defects == ()
+    return msg[name]
+
+
+def test_to_says_exactly_the_name_and_one_address_however_the_name_reads() -> None:
+    for i, name in enumerate(many_names(1500)):
+        email_address = ADDRESSES[i % len(ADDRESSES)]
+        raw = address_header("To", name, email_address)
+        assert raw.isascii() and raw.endswith(b"\r\n")
+        assert all(len(line) <= 78 for line in raw.split(b"\r\n")), raw
+        to = read_header(raw, "To")
+        assert len(to.addresses) == 1, (name, raw)  # type: ignore[attr-defined]
+        address = to.addresses[0]  # type: ignore[attr-defined]
+        assert address.addr_spec == email_address
+        assert shown_name(raw, address.display_name) == name, raw
+
+
+def shown_name(raw: bytes, parsed: str) -> str:
+    """The display name as RFC 2047 6.2 reads it. Python's address parser puts a space
+    between two encoded words of a long name, which RFC 2047 says to drop (mail
+    clients do), and folds runs of spaces inside one; an encoded name is decoded as
+    the RFC says (email.header), any other is the parser's."""
+    value = raw.decode("ascii").split(":", 1)[1].replace("\r\n", "")
+    phrase = value.rsplit("<", 1)[0].strip()
+    words = phrase.split()
+    if words and all(w.startswith("=?") and w.endswith("?=") for w in words):
+        return str(make_header(decode_header(phrase)))
+    return parsed
+
+
+def test_the_names_that_turned_into_addresses_now_stay_names() -> None:
+    raw = address_header("To", "=?utf-8?q?x=2C_attacker=40evil=2Eexample=2C?=",
+                         "target@example.org")
+    # One encoded word (base64 here: "Q" would need two) of the literal text.
+    assert raw == (b"To: =?utf-8?b?PT91dGYtOD9xP3g9MkNfYXR0YWNrZXI9NDBldmlsPTJFZXhhbXBsZT0yQz89?="
+                   b"\r\n <target@example.org>\r\n")
+    assert address_header("To", "王五", "wang@example.org") == \
+        b"To: =?utf-8?b?546L5LqU?= <wang@example.org>\r\n"
+    assert address_header("To", "Li Wei", "li@example.org") == b"To: Li Wei <li@example.org>\r\n"
+    assert address_header("To", 'Li "Lee" Si', "li@example.org") == \
+        b'To: "Li \\"Lee\\" Si" <li@example.org>\r\n'
+    assert address_header("To", "", "li@example.org") == b"To: li@example.org\r\n"
+
+
+def test_a_subject_says_exactly_its_text() -> None:
+    for text in [*many_names(1500), "工会报 第1期 · 2026年11月22日 星期日", "Weekly digest 12"]:
+        if not text:
+            continue
+        raw = text_header("Subject", text)
+        assert raw.isascii() and all(len(line) <= 78 for line in raw.split(b"\r\n")), raw
+        assert str(read_header(raw, "Subject")) == text, raw
+    # An encoded word holding CR LF stays text: no header of its own.
+    raw = text_header("Subject", "a =?utf-8?q?=0D=0ABcc:_x@y?= b")
+    assert str(read_header(raw, "Subject")) == "a =?utf-8?q?=0D=0ABcc:_x@y?= b"
+
+
+def test_list_id_says_exactly_the_papers_name() -> None:
+    for name in many_names(300):
+        raw = list_id_header(name, "digest.news.example.org")
+        assert raw.isascii() and all(len(line) <= 78 for line in raw.split(b"\r\n")), raw
+        value = str(read_header(raw, "List-Id"))
+        assert value.endswith(" <digest.news.example.org>") or value == \
+            "<digest.news.example.org>"
+    for bad in ("x", "digest.news.example.org> <evil.example", "a b.example", "中.example"):
+        with pytest.raises(HeaderError):
+            list_id_header("工会报", bad)
+
+
+@pytest.mark.parametrize("breaks", ["\r", "\n", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85",
+                                    "\u2028", "\u2029", "\x00", "\t", "\ud800"])
+def test_no_header_takes_a_line_break_or_control_of_any_kind(breaks: str) -> None:
+    text = f"王五{breaks}Bcc: x@evil.example"
+    with pytest.raises(HeaderError, match=r"U\+"):
+        address_header("To", text, "a@example.org")
+    with pytest.raises(HeaderError, match=r"U\+"):
+        text_header("Subject", text)
+    with pytest.raises(HeaderError, match=r"U\+"):
+        list_id_header(text, "digest.news.example.org")
+    with pytest.raises(HeaderError):
+        address_header("To", "王五", f"a@example.org{breaks}Bcc: x@evil.example")
 
 
 def test_message_id_and_list_unsubscribe_are_what_the_email_package_folds() -> None:
-    for email in ADDRESSES:
+    for address in ADDRESSES:
         for domain in ("news.example.org", "a-much-longer-domain-name.example.org", "例子.中国"):
-            mid = message_id(1234, email, domain)
+            mid = message_id(1234, address, domain)
             assert shortcut(_message_id_header, mid) == folded("Message-ID", mid)
     rnd = random.Random(3)
     for _ in range(200):
@@ -114,7 +197,7 @@ def test_a_message_is_the_same_bytes_as_assembled_the_slow_way(room: Newsroom) -
     # Every per-member piece, made by the email package and personalise().
     html, text = personalise(digest, member, _unsubscribe_url(data))
     assert _base64_lines(text) in data and _base64_lines(html) in data
-    assert _header("To", Address(display_name="王五", addr_spec="wang@example.org")) in data
+    assert b"\r\nTo: =?utf-8?b?546L5LqU?= <wang@example.org>\r\n" in data
 
 
 def _unsubscribe_url(data: bytes) -> str:

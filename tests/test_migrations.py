@@ -25,6 +25,7 @@ from gongbao_feed import migrations
 from gongbao_feed.config import load_config
 from gongbao_feed.errors import StoreError
 from gongbao_feed.migrations import alembic_config, head, revisions
+from gongbao_feed.models import Member, MemberStatus
 from gongbao_feed.schema import metadata
 from gongbao_feed.store import Store
 
@@ -356,3 +357,88 @@ def _pg_rows(engine: Engine, old: MetaData) -> dict[str, list[tuple[object, ...]
             t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
             for t in old.sorted_tables
         }
+
+
+# -- 0005: one row per mailbox ---------------------------------------------------------
+
+LUO = ("Luo.Bin@members.example.org", "luo.bin@members.example.org",
+       "LUO.BIN@members.example.org")
+
+
+def _fill_0003_with_spellings(engine: Engine) -> None:
+    """A database at revision 0003 (the schema before 0005) as an older release left it
+    after importing one mailbox in three capitalisations, then sending issues 1-3."""
+    run_revisions(engine, "0003")
+    members = [  # email, name, status, joined, unsubscribed_at, via
+        (LUO[1], "", "active", "2026-11-02 08:00:00", None, None),
+        (LUO[0], "罗斌", "active", "2026-11-01 08:00:00", None, None),
+        (LUO[2], "LUO BIN", "unsubscribed", "2026-11-03 08:00:00", "2026-11-20 09:00:00",
+         "one-click"),
+        ("zhou.li@example.org", "周丽", "active", "2026-11-01 08:00:00", None, None),
+    ]
+    deliveries = [  # issue, email, state: issue 1 sent to every spelling, 2 to one, 3 failed
+        (1, LUO[0], "sent"), (1, LUO[1], "sent"), (1, LUO[2], "sent"),
+        (2, LUO[1], "sent"),
+        (3, LUO[0], "failed"), (3, LUO[2], "sent"),
+        (1, "zhou.li@example.org", "sent"),
+    ]
+    with engine.begin() as conn:
+        for n in (1, 2, 3):
+            conn.execute(text("INSERT INTO issues (number, date, title, created) "
+                              "VALUES (:n, '2026-11-20', :t, '2026-11-20 07:30:00')"),
+                         {"n": n, "t": f"第{n}期"})
+        for email, name, status, joined, out_at, via in members:
+            conn.execute(text(
+                "INSERT INTO members (email, name, status, joined, unsubscribed_at, "
+                "unsubscribed_via) VALUES (:e, :n, :s, :j, :u, :v)"),
+                {"e": email, "n": name, "s": status, "j": joined, "u": out_at, "v": via})
+        for issue, email, state in deliveries:
+            conn.execute(text(
+                "INSERT INTO deliveries (issue, email, state, transport, attempts, permanent, "
+                "detail, message_id, updated, claimed_by) VALUES (:i, :e, :s, 'outbox', 1, "
+                ":p, '', '', '2026-11-20 07:31:00', '')"),
+                {"i": issue, "e": email, "s": state, "p": False})
+
+
+def _check_merged(url: str) -> None:
+    with Store(url) as store:
+        members = store.members()
+        assert [(m.email, m.name, m.status) for m in members] == [
+            (LUO[0], "罗斌", "unsubscribed"),  # the first imported spelling; unsubscribed wins
+            ("zhou.li@example.org", "周丽", "active"),
+        ]
+        luo = store.member("luo.BIN@members.example.org")
+        assert luo is not None and luo.email == LUO[0]
+        assert luo.unsubscribed_via == "one-click"
+        assert [(d.issue, d.email, d.state) for d in store.deliveries()] == [
+            (1, LUO[0], "sent"), (1, "zhou.li@example.org", "sent"),
+            (2, LUO[0], "sent"),  # moved to the kept spelling
+            (3, LUO[0], "sent"),  # the row that went furthest stays
+        ]
+        assert differences(store.engine) == []
+        # The unique mailbox holds from now on: another spelling is the same member.
+        store.save_member(Member(LUO[1], "", MemberStatus.ACTIVE, luo.joined))
+        assert store.count_members() == 2
+
+
+def test_0005_merges_one_mailboxs_spellings_and_their_deliveries(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    try:
+        _fill_0003_with_spellings(engine)
+    finally:
+        engine.dispose()
+    with Store(url, upgrade=True) as store:
+        assert "0005" in store.schema.applied
+    _check_merged(url)
+
+
+def test_0005_on_postgresql(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        _fill_0003_with_spellings(engine)
+    finally:
+        engine.dispose()
+    with Store(pg_url, upgrade=True) as store:
+        assert "0005" in store.schema.applied
+    _check_merged(pg_url)

@@ -138,9 +138,34 @@ def test_to_sends_one_test_copy_and_records_nothing(room: Newsroom, workdir: Pat
     join(room)
     code, out, _ = run(workdir, "send", "--to", "Editor@Example.COM", "--json")
     assert code == 0 and out["sent"] == 1  # type: ignore[index]
-    assert [p.name for p in folder(room).iterdir()] == [eml_name("Editor@example.com")]
+    tests = room.config.outbox_dir / "tests" / "0001"
+    assert [p.name for p in tests.iterdir()] == [eml_name("Editor@example.com")]
+    assert not folder(room).exists()  # outbox/0001/ is the members' copies only
     assert room.store.deliveries() == []
     assert run(workdir, "send", "--json")[1]["sent"] == 3  # type: ignore[index]
+
+
+def test_a_test_copy_to_a_members_own_address_leaves_their_copy_and_the_ledger(
+    room: Newsroom, workdir: Path
+) -> None:
+    make_issue(room, 1)
+    join(room)
+    member = next(iter(MEMBERS))
+    assert run(workdir, "send", "--json")[1]["sent"] == 3  # type: ignore[index]
+    real = folder(room) / eml_name(member)
+    before, ledger = real.read_bytes(), room.store.deliveries()
+
+    code, out, _ = run(workdir, "send", "--to", member.upper(), "--json")
+    assert code == 0 and out["sent"] == 1  # type: ignore[index]
+    copy = room.config.outbox_dir / "tests" / "0001" / eml_name(member)
+    test_msg, real_msg = parse(copy), parse(real)
+    assert real.read_bytes() == before and room.store.deliveries() == ledger
+    assert str(test_msg["Subject"]) == "[测试] " + str(real_msg["Subject"])
+    assert str(test_msg["To"]) == str(real_msg["To"])  # as the member sees it
+    assert test_msg["Message-ID"] != real_msg["Message-ID"]
+    run(workdir, "send", "--to", member)  # a second test: a Message-ID of its own again
+    assert parse(copy)["Message-ID"] not in (test_msg["Message-ID"], real_msg["Message-ID"])
+    assert run(workdir, "send", "--json")[1]["sent"] == 0  # type: ignore[index]
 
 
 def test_dry_run_lists_who_would_get_what_and_touches_nothing(

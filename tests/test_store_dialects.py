@@ -243,12 +243,30 @@ def test_members_saved_iterated_in_address_order_and_counted(store: Store) -> No
     bob = store.member("Bob@example.org")
     assert bob == Member("Bob@example.org", "会员6", MemberStatus.ACTIVE, T0 + timedelta(minutes=3))
     assert bob is not None and bob.joined is not None and bob.joined.tzinfo is UTC
-    assert store.member("bob@example.org") is None  # the local part keeps its case
+    assert store.member("bob@example.org") == bob  # one mailbox, whatever the case
 
-    store.save_member(Member("Bob@example.org", "鲍勃", MemberStatus.ACTIVE, T1))
+    store.save_member(Member("BOB@example.org", "鲍勃", MemberStatus.ACTIVE, T1))
     again = store.member("Bob@example.org")
-    assert again is not None and (again.name, again.joined) == ("鲍勃", T1)
+    assert again is not None and (again.email, again.name, again.joined) == (
+        "Bob@example.org", "鲍勃", T1)  # the spelling first saved stays
     assert store.count_members() == 7
+
+
+def test_one_mailbox_in_three_spellings_is_one_member(store: Store) -> None:
+    spellings = ["Luo.Bin@members.example.org", "luo.bin@members.example.org",
+                 "LUO.BIN@members.example.org"]
+    store.save_members([Member(spellings[0], "罗斌", MemberStatus.ACTIVE, T0)])
+    store.save_members([Member(e, "", MemberStatus.ACTIVE, T1) for e in spellings[1:]])
+    store.save_member(Member(spellings[2], "罗 斌", MemberStatus.ACTIVE, T1))
+    assert [(m.email, m.name) for m in store.members()] == [(spellings[0], "罗 斌")]
+    for spelling in spellings:
+        assert store.is_active(spelling)
+
+    assert store.unsubscribe(spellings[2], T1, "one-click") is True  # any spelling's link
+    assert [m.status for m in store.members()] == [MemberStatus.UNSUBSCRIBED]
+    assert not any(store.is_active(e) for e in spellings)
+    assert store.remove_member(spellings[1]) is True
+    assert store.members() == []
 
 
 def test_unsubscribe_and_remove(store: Store) -> None:
