@@ -274,14 +274,14 @@ def test_cli_imports_xlsx_and_gb18030_naming_rows_and_the_encoding(workdir: Path
     ])
     code, out, err = run(workdir, "members", "import", str(book))
     assert code == 1
-    assert out == "members: 1 imported, 0 merged, 1 failed\n"
+    assert out == "members: 1 new, 0 changed, 0 already present, 1 failed\n"
     assert f"error: {book}: row 3: 'broken@' is not a valid email address" in err
 
     sheet = workdir / "gb.csv"
     sheet.write_bytes("姓名,邮箱\r\n周丽,zhou.li@example.org\r\n".encode("gb18030"))
     code, out, err = run(workdir, "members", "import", str(sheet), "--json")
     assert code == 0
-    assert out == {"imported": 1, "merged": 0, "failed": []}  # the shape stays as it was
+    assert out == {"imported": 1, "merged": 0, "changed": 0, "unchanged": 0, "failed": []}
     assert f"note: {sheet}: read as GB18030 (not UTF-8)" in err
 
 
