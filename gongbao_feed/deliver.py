@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .errors import DeliveryError
+from .i18n import _
 from .ledger import Ledger
 from .mail import Message
 from .models import DeliveryState, Member
@@ -78,8 +79,8 @@ def make_transport(config: Config, via: str | None = None) -> Transport:
     if kind == "smtp":
         return SmtpTransport.from_config(config)
     raise DeliveryError(
-        f"unknown transport {kind!r}",
-        hint='expected "outbox" or "smtp" ([email] transport, or --via)',
+        _("unknown transport {kind!r}").format(kind=kind),
+        hint=_('expected "outbox" or "smtp" ([email] transport, or --via)'),
     )
 
 
@@ -104,7 +105,7 @@ def send_claimed(
         if outcome.state is DeliveryState.SENT:
             report.sent += 1
         elif outcome.state is DeliveryState.FAILED:
-            report.failed.append((outcome.message.email, outcome.detail or "not delivered"))
+            report.failed.append((outcome.message.email, outcome.detail or _("not delivered")))
         else:
             return
         progress()

@@ -52,6 +52,7 @@ from . import tokens, urls
 from .config import Config
 from .errors import DeliveryError, RenderError
 from .fragments import clean_article, credit_line, display_date
+from .i18n import _
 from .mail import Message
 from .models import Article, Byline, Issue, Member
 
@@ -168,7 +169,7 @@ def subject_line(issue: Issue, config: Config) -> str:
         date=display_date(issue.date),
         title=issue.title,
     )
-    return _one_line("Subject", subject, hint="check [email] subject and the issue title")
+    return _one_line("Subject", subject, hint=_("check [email] subject and the issue title"))
 
 
 # -- rendering, once per issue ---------------------------------------------------
@@ -202,11 +203,12 @@ def render_templates(env: jinja2.Environment, context: dict[str, Any]) -> tuple[
         html_doc = env.get_template("digest.html.j2").render(context)
         text_doc = env.get_template("digest.txt.j2").render(context)
     except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or getattr(exc, "name", None) or "email template"
+        where = (getattr(exc, "filename", None) or getattr(exc, "name", None)
+                 or _("email template"))
         line = getattr(exc, "lineno", None)
         raise RenderError(
             f"{where}{f':{line}' if line else ''}: {exc}",
-            hint="compare with the templates/email/ that `gongbao-feed init` ships",
+            hint=_("compare with the templates/email/ that `gongbao-feed init` ships"),
         ) from None
     return html_doc, text_doc
 
@@ -229,8 +231,9 @@ def inline_css(html_doc: str) -> str:
         out = inliner.transform()
     except Exception as exc:  # premailer raises many kinds; all mean a broken template
         raise RenderError(
-            f"templates/email/digest.html.j2: cannot inline its CSS: {exc}",
-            hint="check the stylesheet templates/email/digest.css",
+            _("templates/email/digest.html.j2: cannot inline its CSS: {reason}").format(
+                reason=exc),
+            hint=_("check the stylesheet templates/email/digest.css"),
         ) from None
     # lxml drops the doctype; mail clients pick standards mode from it.
     return out if out.lstrip().lower().startswith("<!doctype") else "<!DOCTYPE html>\n" + out
@@ -261,8 +264,8 @@ def keeps(kind: str, n: int, forms: Sequence[Form]) -> bool:
     if kind == "note":
         return form is Form.TITLE and (n == 1 or forms[n - 2] is not Form.TITLE)
     raise RenderError(
-        f"email template: unknown region <!--gb:{kind}:{n}-->",
-        hint="regions are show, lead, rest, link and note",
+        _("email template: unknown region {region}").format(region=f"<!--gb:{kind}:{n}-->"),
+        hint=_("regions are show, lead, rest, link and note"),
     )
 
 
@@ -668,8 +671,9 @@ def _address(key: str, value: str) -> Address:
     user, at, domain = addr.rpartition("@")
     if not at or not user or "." not in domain:
         raise DeliveryError(
-            f"[email] {key.split('.')[-1]} = {value!r} is not an email address",
-            hint='expected e.g. "职工时报 <digest@news.example.org>"',
+            _("[email] {key} = {value!r} is not an email address").format(
+                key=key.split(".")[-1], value=value),
+            hint=_('expected e.g. "职工时报 <digest@news.example.org>"'),
         )
     return Address(display_name=name, username=user, domain=domain)
 
@@ -677,8 +681,9 @@ def _address(key: str, value: str) -> Address:
 def _one_line(header: str, value: str, hint: str | None = None) -> str:
     if "\r" in value or "\n" in value:
         raise DeliveryError(
-            f"the {header} header would contain a line break: {value!r}",
-            hint=hint or "a line break in a header value would let it add headers of its own",
+            _("the {header} header would contain a line break: {value!r}").format(
+                header=header, value=value),
+            hint=hint or _("a line break in a header value would let it add headers of its own"),
         )
     return value
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import PageError, StoreError
 from .handwritten import FrontMatterError, parse_markdown
+from .i18n import N_, _
 from .pages import DecodeError, ParsedPage, decode_page, parse_page
 from .store import Store
 
@@ -42,7 +43,8 @@ class Gone:
 
     def describe(self) -> str:
         """One line for the terminal and the service log, the same in both."""
-        return f"gone from {self.path}: {self.title} ({self.id}), kept published"
+        return _("gone from {path}: {title} ({id}), kept published").format(
+            path=self.path, title=self.title, id=self.id)
 
 
 @dataclass
@@ -88,7 +90,8 @@ def read_file(path: Path, day: date) -> ParsedPage:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PageError(str(path), f"cannot read: {exc.strerror or exc}") from None
+        raise PageError(str(path), _("cannot read: {reason}").format(
+            reason=exc.strerror or exc)) from None
     try:
         text = decode_page(data)
         if path.suffix.lower() in MARKDOWN_SUFFIXES:
@@ -96,7 +99,7 @@ def read_file(path: Path, day: date) -> ParsedPage:
         return parse_page(text, day, source=path.name)
     except DecodeError as exc:
         raise PageError(
-            str(path), str(exc), hint="pages must be text in UTF-8 or GB18030 (GBK)"
+            str(path), str(exc), hint=_("pages must be text in UTF-8 or GB18030 (GBK)")
         ) from None
     except FrontMatterError as exc:
         raise PageError(str(path), str(exc)) from None
@@ -126,13 +129,14 @@ def ingest(
         try:
             page = read_file(path, publication_date(path, explicit_date, today))
             if not page.articles:
-                raise PageError(str(path), "no articles found", hint=_FORMAT_HINT)
+                raise PageError(str(path), _("no articles found"), hint=_(_FORMAT_HINT))
             result = store.save_articles(page.articles, now)
         except PageError as exc:
             report.failed.append(Failure(str(path), exc.message.removeprefix(f"{path}: ")))
             continue
         except StoreError as exc:
-            report.failed.append(Failure(str(path), f"not saved: {exc.message}"))
+            report.failed.append(Failure(str(path), _("not saved: {reason}").format(
+                reason=exc.message)))
             continue
         report.warnings.extend(f"{path}: {w}" for w in page.warnings)
         report.new += result.new
@@ -142,4 +146,4 @@ def ingest(
     return report
 
 
-_FORMAT_HINT = "a page needs a headline and a lead such as 本报讯（记者 张三）…; see README"
+_FORMAT_HINT = N_("a page needs a headline and a lead such as 本报讯（记者 张三）…; see README")

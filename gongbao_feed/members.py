@@ -23,6 +23,7 @@ from datetime import datetime
 from email_validator import EmailNotValidError, validate_email
 
 from .errors import MemberError
+from .i18n import N_, _
 from .models import Member, MemberStatus
 
 #: The longest name we accept; a longer cell is a pasted paragraph, not a name.
@@ -83,11 +84,12 @@ def normalise_email(address: str) -> str:
     """
     address = address.strip()
     if not address:
-        raise MemberError("the email address is empty")
+        raise MemberError(_("the email address is empty"))
     try:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise MemberError(f"{address!r} is not a valid email address: {exc}") from None
+        raise MemberError(_("{address!r} is not a valid email address: {reason}").format(
+            address=address, reason=exc)) from None
     return checked.ascii_email or checked.normalized
 
 
@@ -102,12 +104,13 @@ def clean_name(name: str) -> str:
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             raise MemberError(
-                f"the name {name!r} contains a control character (U+{ord(ch):04X}); "
-                "expected one line of plain text"
+                _("the name {name!r} contains a control character ({char}); "
+                  "expected one line of plain text").format(name=name, char=f"U+{ord(ch):04X}")
             )
     name = unicodedata.normalize("NFC", " ".join(name.split()))
     if len(name) > MAX_NAME_LENGTH:
-        raise MemberError(f"the name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
+        raise MemberError(_("the name is {length} characters long; at most {most}").format(
+            length=len(name), most=MAX_NAME_LENGTH))
     return name
 
 
@@ -123,8 +126,9 @@ def decode_csv(data: bytes) -> str:
         return data.decode("gb18030")
     except UnicodeDecodeError as exc:
         raise MemberError(
-            f"neither UTF-8 nor GB18030 (undecodable byte at offset {exc.start})",
-            hint="save the sheet as “CSV UTF-8” or plain CSV",
+            _("neither UTF-8 nor GB18030 (undecodable byte at offset {offset})").format(
+                offset=exc.start),
+            hint=_("save the sheet as “CSV UTF-8” or plain CSV"),
         ) from None
 
 
@@ -140,21 +144,24 @@ def read_members_csv(data: bytes) -> MemberCsv:
     try:
         header = next(reader)
     except StopIteration:
-        raise MemberError("the file is empty", hint=_HEADER_HINT) from None
+        raise MemberError(_("the file is empty"), hint=_(_HEADER_HINT)) from None
     except csv.Error as exc:
-        raise MemberError(f"line 1: {exc}", hint=_HEADER_HINT) from None
+        raise MemberError(_("line {line}: {reason}").format(line=1, reason=exc),
+                          hint=_(_HEADER_HINT)) from None
     columns = [h.strip().lower() for h in header]
     if "email" not in columns:
         raise MemberError(
-            f"line 1: no `email` column (found: {', '.join(repr(h) for h in header) or 'nothing'})",
-            hint=_HEADER_HINT,
+            _("line 1: no `email` column (found: {found})").format(
+                found=", ".join(repr(h) for h in header) or _("nothing")),
+            hint=_(_HEADER_HINT),
         )
     email_at = columns.index("email")
     name_at = columns.index("name") if "name" in columns else None
     warnings = []
     ignored = [h for h in header if h.strip().lower() not in ("email", "name")]
     if ignored:
-        warnings.append("ignored columns: " + ", ".join(repr(h) for h in ignored))
+        warnings.append(_("ignored columns: {columns}").format(
+            columns=", ".join(repr(h) for h in ignored)))
 
     by_email: dict[str, MemberRow] = {}
     failed: list[RowFailure] = []
@@ -166,7 +173,7 @@ def read_members_csv(data: bytes) -> MemberCsv:
         except StopIteration:
             break
         except csv.Error as exc:
-            failed.append(RowFailure(line, f"not valid CSV: {exc}"))
+            failed.append(RowFailure(line, _("not valid CSV: {reason}").format(reason=exc)))
             break
         start, line = line, reader.line_num + 1
         if not any(c.strip() for c in cells):
@@ -210,4 +217,4 @@ def _cell(cells: list[str], at: int | None) -> str:
     return cells[at] if at is not None and at < len(cells) else ""
 
 
-_HEADER_HINT = "the first row must name the columns, e.g. `email,name`"
+_HEADER_HINT = N_("the first row must name the columns, e.g. `email,name`")
