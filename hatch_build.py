@@ -31,11 +31,12 @@ class CatalogBuildHook(BuildHookInterface):
         for po in sorted((root / "gongbao_feed" / "locale").glob("*/LC_MESSAGES/*.po")):
             with po.open("rb") as f:
                 catalog = read_po(f, locale=po.parent.parent.name)
-            mo = out / po.relative_to(root).with_suffix(".mo")
+            target = po.relative_to(root).with_suffix(".mo")
+            mo = out / target
             mo.parent.mkdir(parents=True, exist_ok=True)
             with mo.open("wb") as f:
                 write_mo(f, catalog)  # fuzzy entries left out, as msgfmt does
-            build_data["force_include"][str(mo)] = po.relative_to(root).with_suffix(".mo").as_posix()
+            build_data["force_include"][str(mo)] = target.as_posix()
 
     def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
         tmp = getattr(self, "_tmp", None)
