@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup lint system-deps bench clean
+.PHONY: demo test setup lint system-deps bench clean catalog
 
 $(BIN)/gongbao-feed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,25 @@ bench: setup
 	$(BIN)/python bench/outbox.py
 	$(BIN)/python bench/smtp.py
 	$(BIN)/python bench/workers.py
+
+# The operator's messages in Chinese (README, "Language of messages"):
+# extract every message from the source into the template, merge it into
+# the zh_CN catalog (new msgids come in untranslated, changed ones fuzzy),
+# then compile the .mo that source checkouts read. Run it after changing a
+# message, translate what tests/test_i18n.py lists, run it again.
+LOCALES  := gongbao_feed/locale
+CATALOG  := $(LOCALES)/zh_CN/LC_MESSAGES/gongbao_feed.po
+KEYWORDS := --no-default-keywords -k _ -k ngettext:1,2 -k N_ -k N_plural:1,2
+
+catalog: setup
+	$(BIN)/pybabel extract -F babel.cfg $(KEYWORDS) --add-location=file --sort-output \
+	  --project=gongbao-feed --version=0.1 --msgid-bugs-address= -w 100 \
+	  -o $(LOCALES)/gongbao_feed.pot .
+	test -f $(CATALOG) || $(BIN)/pybabel init -i $(LOCALES)/gongbao_feed.pot -d $(LOCALES) \
+	  -D gongbao_feed -l zh_CN -w 100
+	$(BIN)/pybabel update -i $(LOCALES)/gongbao_feed.pot -d $(LOCALES) -D gongbao_feed -l zh_CN \
+	  -w 100 --ignore-obsolete
+	$(BIN)/pybabel compile -d $(LOCALES) -D gongbao_feed -l zh_CN --statistics
 
 clean:
 	rm -rf $(VENV) state public outbox .pytest_cache .ruff_cache .hypothesis

@@ -21,6 +21,7 @@ from . import urls
 from .config import Config
 from .errors import RenderError
 from .fragments import article_html, clean_article, credit_line, display_date, xml_safe
+from .i18n import _
 from .models import Article, Issue
 
 TEMPLATES = {"index": "index.html.j2", "issue": "issue.html.j2", "article": "article.html.j2"}
@@ -170,18 +171,19 @@ def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **conte
         html = env.get_template(name).render({**common, **context})
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(
-            f"{exc.filename or name}, line {exc.lineno}: {exc.message}",
-            hint="fix the template, or delete it to use the built-in one",
+            _("{template}, line {line}: {reason}").format(
+                template=exc.filename or name, line=exc.lineno, reason=exc.message),
+            hint=_("fix the template, or delete it to use the built-in one"),
         ) from None
     except jinja2.TemplateNotFound as exc:
         raise RenderError(
-            f"template {exc.name} not found in templates/web",
-            hint="copy it from a fresh `gongbao-feed init` folder",
+            _("template {name} not found in templates/web").format(name=exc.name),
+            hint=_("copy it from a fresh `gongbao-feed init` folder"),
         ) from None
     except jinja2.TemplateError as exc:
         raise RenderError(
             f"templates/web/{name}: {exc}",
-            hint="check the names the template uses against the built-in one",
+            hint=_("check the names the template uses against the built-in one"),
         ) from None
     return with_policy(html).encode("utf-8")
 
@@ -204,11 +206,11 @@ def with_policy(html: str) -> str:
 def _static(env: jinja2.Environment, name: str) -> bytes:
     """A file shipped beside the templates (the stylesheet), as it is."""
     try:
-        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        source, _path, _uptodate = env.loader.get_source(env, name)  # type: ignore[union-attr]
     except jinja2.TemplateNotFound:
         raise RenderError(
-            f"templates/web/{name} not found",
-            hint="copy it from a fresh `gongbao-feed init` folder",
+            _("{path} not found").format(path=f"templates/web/{name}"),
+            hint=_("copy it from a fresh `gongbao-feed init` folder"),
         ) from None
     return source.encode("utf-8")
 

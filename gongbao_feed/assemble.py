@@ -18,7 +18,7 @@ from typing import Any
 from .archive import RenderReport
 from .config import IssueConfig, PaperConfig
 from .fragments import display_date
-from .i18n import articles
+from .i18n import _, ngettext
 from .models import Article, Issue
 
 _MANIFEST = re.compile(r"^(\d{4,})\.json$")
@@ -49,7 +49,7 @@ class AssembleResult:
     @property
     def reason(self) -> str:
         if self.dry_run and self.plan.issue is not None:
-            return f"dry run: would make {self.plan.reason}; nothing written"
+            return _("dry run: would make {plan}; nothing written").format(plan=self.plan.reason)
         return self.plan.reason
 
     def to_json(self) -> dict[str, Any]:
@@ -87,13 +87,17 @@ def plan_issue(
     """
     pending = sorted(unissued, key=publication_order)
     if not pending:
-        return Plan(None, _since(last_number, "no new articles"))
+        return Plan(None, _("no new articles since issue {number}").format(number=last_number)
+                    if last_number else _("no new articles to publish"))
     chosen = pending[: settings.max_articles]
     if len(chosen) < settings.min_articles and not force:
         return Plan(
             None,
-            f"{_count(len(chosen))} waiting, fewer than issue.min_articles = "
-            f"{settings.min_articles}; no issue made (--force makes one anyway)",
+            ngettext("{n} article waiting, fewer than issue.min_articles = {min}; "
+                     "no issue made (--force makes one anyway)",
+                     "{n} articles waiting, fewer than issue.min_articles = {min}; "
+                     "no issue made (--force makes one anyway)",
+                     len(chosen)).format(n=len(chosen), min=settings.min_articles),
             waiting=len(pending),
         )
     number = last_number + 1
@@ -106,21 +110,18 @@ def plan_issue(
         created=now.astimezone(tz),
     )
     left = len(pending) - len(chosen)
-    reason = f"issue {number} with {_count(len(chosen))}"
+    reason = ngettext("issue {number} with {n} article", "issue {number} with {n} articles",
+                      len(chosen)).format(number=number, n=len(chosen))
     if left:
-        reason += f"; {_count(left)} wait for the next issue (issue.max_articles = " \
-                  f"{settings.max_articles})"
+        reason = ngettext(
+            "{reason}; {n} article waits for the next issue (issue.max_articles = {max})",
+            "{reason}; {n} articles wait for the next issue (issue.max_articles = {max})",
+            left,
+        ).format(reason=reason, n=left, max=settings.max_articles)
     elif force and len(chosen) < settings.min_articles:
-        reason += f" (forced past issue.min_articles = {settings.min_articles})"
+        reason = _("{reason} (forced past issue.min_articles = {min})").format(
+            reason=reason, min=settings.min_articles)
     return Plan(issue, reason, waiting=left)
-
-
-def _count(n: int) -> str:
-    return articles(n)
-
-
-def _since(last_number: int, what: str) -> str:
-    return f"{what} since issue {last_number}" if last_number else f"{what} to publish"
 
 
 # -- manifests ----------------------------------------------------------------

@@ -3,11 +3,19 @@
 Expected failures (GongbaoError) print as one clear message without a
 traceback and exit 1; `--json` output goes to stdout alone, so other tools
 can read it, and human notes go to stderr.
+
+Every word an operator reads is in the locale's language (`i18n`): the
+help texts are marked with `N_` where they are defined (click reads them at
+import) and translated when `--help` is formatted, by `_Command`, `_Group`
+and `_Option`; click's own words come from our catalog too
+(`i18n.use_for_click`). A `--json` command runs in English throughout, so
+what a tool reads never depends on the locale.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -25,10 +33,11 @@ from .archive import RenderReport
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
 from .deliver import SendReport
 from .errors import GongbaoError
-from .i18n import _, ngettext
+from .i18n import N_, _, english, ngettext, use_for_click
 from .ingest import page_shape_hint, publication_date, read_file
 from .members import ImportReport
-from .migrations import UPGRADE_HINT
+from .migrations import upgrade_hint
+from .models import MemberStatus
 from .publish import Newsroom
 from .skeleton import init_folder
 from .store import Store, schema_state
@@ -36,30 +45,97 @@ from .store import Store, schema_state
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Option(click.Option):
+    """An option whose help (marked with N_) is translated when `--help` shows it."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = copy.copy(self)
+        shown.help = _(self.help) if self.help else self.help
+        return click.Option.get_help_record(shown, ctx)
+
+
+class _Command(click.Command):
+    """A command whose help (marked with N_) is translated when it is shown."""
+
+    def _shown(self) -> click.Command:
+        shown = copy.copy(self)
+        shown.help = _(self.help) if self.help else self.help
+        return shown
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        click.Command.format_help_text(self._shown(), ctx, formatter)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return click.Command.get_short_help_str(self._shown(), limit)
+
+
+class _Group(_Command, click.Group):
+    """A group of translated commands; the CLI's entry point binds click to our catalog."""
+
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        use_for_click()
+        return super().main(*args, **kwargs)
+
+
+option = functools.partial(click.option, cls=_Option)
+
+
 def friendly(fn: F) -> F:
-    """Turn the library's errors into a message and exit status 1."""
+    """Turn the library's errors into a message and exit status 1.
+
+    With `--json` the whole command runs in English (`i18n.english`): the
+    texts inside the JSON (a failure's `error`, a plan's `reason`) are the
+    ones the library wrote, and a tool must read the same in every locale.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except GongbaoError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+        with english() if kwargs.get("as_json") else contextlib.nullcontext():
+            try:
+                return fn(*args, **kwargs)
+            except GongbaoError as exc:
+                click.echo(_("error: {message}").format(message=exc), err=True)
+                sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
 
-config_option = click.option(
+def warn(text: str) -> None:
+    click.echo(_("warning: {message}").format(message=text), err=True)
+
+
+def fail(text: str) -> None:
+    click.echo(_("error: {message}").format(message=text), err=True)
+
+
+def hint(text: str) -> None:
+    click.echo(hint_line(text), err=True)
+
+
+_STATUS = {
+    MemberStatus.ACTIVE: N_("active"),
+    MemberStatus.UNSUBSCRIBED: N_("unsubscribed"),
+}
+
+
+def status_label(status: MemberStatus) -> str:
+    """A member's status as the operator reads it (`--json` keeps the English value)."""
+    return _(_STATUS.get(status, str(status)))
+
+
+config_option = option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_CONFIG_NAME,
     show_default=True,
-    help="The working folder's config file; its folder is where relative paths start.",
+    help=N_("The working folder's config file; its folder is where relative paths start."),
 )
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON object to stdout."
+json_option = option(
+    "--json", "as_json", is_flag=True, help=N_("Print one JSON object to stdout.")
 )
 
 
@@ -69,15 +145,18 @@ def _date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> da
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date; expected YYYY-MM-DD") from None
+        raise click.BadParameter(
+            _("{value!r} is not a date; expected YYYY-MM-DD").format(value=value)
+        ) from None
 
 
-date_option = click.option(
+date_option = option(
     "--date",
     "on_date",
     callback=_date,
     metavar="YYYY-MM-DD",
-    help="Publication date when the file name has none (default: today in the paper's zone).",
+    help=N_("Publication date when the file name has none "
+            "(default: today in the paper's zone)."),
 )
 
 
@@ -138,42 +217,47 @@ def _echo_store_warnings() -> None:
         store_log.addHandler(_EchoWarnings(logging.WARNING))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gongbao-feed")
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=N_("Publish the union newspaper as feeds, a web archive and email digests."),
+)
+@click.version_option(package_name="gongbao-feed", cls=_Option,
+                      help=N_("Show the version and exit."))  # click's, at import
 def main() -> None:
-    """Publish the union newspaper as feeds, a web archive and email digests."""
     _echo_store_warnings()
 
 
-@main.command()
+@main.command(help=N_("Make a self-contained working folder: config, inbox, templates, state."))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @friendly
 def init(directory: Path) -> None:
-    """Make a self-contained working folder: config, inbox, templates, state."""
     made = init_folder(directory)
     for path in made:
-        click.echo(f"created {path}", err=True)
+        click.echo(_("created {path}").format(path=path), err=True)
     inbox = directory / "inbox"
-    click.echo(f"next: put pages in {inbox} and run `gongbao-feed ingest` there", err=True)
+    click.echo(_("next: put pages in {inbox} and run `gongbao-feed ingest` there")
+               .format(inbox=inbox), err=True)
 
 
-@main.command()
+@main.command(
+    help=N_("Read one page (or Markdown article) and show the articles found; stores nothing.")
+)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @date_option
 @json_option
 @config_option
 @friendly
 def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) -> None:
-    """Read one page (or Markdown article) and show the articles found; stores nothing."""
     config: Config = (
         load_config(config_path) if config_path.is_file() else config_from_dict({}, Path.cwd())
     )
     today = Newsroom(config).today()
     page = read_file(file, publication_date(file, on_date, today))
     for warning in page.warnings:
-        click.echo(f"warning: {file}: {warning}", err=True)
+        warn(f"{file}: {warning}")
     if not page.articles:
-        click.echo(_("warning: {path}: no articles found").format(path=file), err=True)
+        warn(_("{path}: no articles found").format(path=file))
     if not page.articles or page.no_headline:
         click.echo(hint_line(page_shape_hint()), err=True)
     if as_json:
@@ -183,27 +267,31 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
         heads = " / ".join(x for x in (a.kicker, a.title, a.subtitle) if x)
         names = " ".join(f"{k}={','.join(v)}" for k, v in a.byline.to_dict().items() if v)
         click.echo(f"[{a.id}] {heads}")
-        click.echo(f"    {a.dateline or '-'} | {names or 'no byline'} | "
-                   + ngettext("{n} paragraph", "{n} paragraphs", len(a.paragraphs)).format(
-                       n=len(a.paragraphs)) + ", "
-                   + ngettext("{n} caption", "{n} captions", len(a.captions)).format(
-                       n=len(a.captions)))
+        no_byline = _("no byline")
+        counts = _("{paragraphs}, {captions}").format(
+            paragraphs=ngettext("{n} paragraph", "{n} paragraphs", len(a.paragraphs))
+            .format(n=len(a.paragraphs)),
+            captions=ngettext("{n} caption", "{n} captions", len(a.captions))
+            .format(n=len(a.captions)),
+        )
+        click.echo(f"    {a.dateline or '-'} | {names or no_byline} | {counts}")
 
 
-@main.command()
+@main.command(
+    help=N_("Add new and changed articles from PATHS (default: every file in the inbox).")
+)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @date_option
 @json_option
 @config_option
 @friendly
 def ingest(paths: tuple[Path, ...], on_date: date | None, as_json: bool, config_path: Path) -> None:
-    """Add new and changed articles from PATHS (default: every file in the inbox)."""
     with open_newsroom(config_path) as room:
         report = room.ingest(list(paths) if paths else None, on_date)
     for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        warn(warning)
     for failure in report.failed:
-        click.echo(f"error: {failure.path}: {failure.error}", err=True)
+        fail(f"{failure.path}: {failure.error}")
         if failure.hint:
             click.echo(hint_line(failure.hint), err=True)
     if (empty := report.empty_inbox_note()) is not None:
@@ -213,23 +301,26 @@ def ingest(paths: tuple[Path, ...], on_date: date | None, as_json: bool, config_
     else:
         for gone in report.gone:
             click.echo(gone.describe())
-        click.echo(
-            f"ingested: {report.new} new, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {len(report.failed)} failed"
-            + (f", {len(report.gone)} gone" if report.gone else "")
-        )
+        summary = _("ingested: {new} new, {updated} updated, {unchanged} unchanged, "
+                    "{failed} failed").format(new=report.new, updated=report.updated,
+                                              unchanged=report.unchanged,
+                                              failed=len(report.failed))
+        if report.gone:
+            summary = _("{summary}, {gone} gone").format(summary=summary, gone=len(report.gone))
+        click.echo(summary)
     if not report.ok:
         sys.exit(1)
 
 
-@main.command()
-@click.option("--dry-run", is_flag=True, help="Show what the issue would hold; write nothing.")
-@click.option("--force", is_flag=True, help="Make the issue even below issue.min_articles.")
+@main.command(
+    help=N_("Gather new articles into the next numbered issue, then render feeds and archive.")
+)
+@option("--dry-run", is_flag=True, help=N_("Show what the issue would hold; write nothing."))
+@option("--force", is_flag=True, help=N_("Make the issue even below issue.min_articles."))
 @json_option
 @config_option
 @friendly
 def assemble(dry_run: bool, force: bool, as_json: bool, config_path: Path) -> None:
-    """Gather new articles into the next numbered issue, then render feeds and archive."""
     with open_newsroom(config_path) as room:
         result = room.assemble(dry_run=dry_run, force=force)
     if as_json:
@@ -243,12 +334,12 @@ def assemble(dry_run: bool, force: bool, as_json: bool, config_path: Path) -> No
         click.echo(rendered(result.render))
 
 
-@main.command()
+@main.command(help=N_("Write the feeds (RSS, Atom, JSON Feed, issues) and the web archive "
+                      "to the public folder."))
 @json_option
 @config_option
 @friendly
 def render(as_json: bool, config_path: Path) -> None:
-    """Write the feeds (RSS, Atom, JSON Feed, issues) and the web archive to the public folder."""
     with open_newsroom(config_path) as room:
         report = room.render()
     if as_json:
@@ -257,16 +348,17 @@ def render(as_json: bool, config_path: Path) -> None:
         click.echo(rendered(report))
 
 
-@main.command()
-@click.option("--host", default=None, help="Address to listen on (default: [web] host).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Port to listen on (default: [web] port).")
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request (a proxy in front usually does this already).")
+@main.command(
+    help=N_("Serve the public folder (feeds, archive) and one-click unsubscribe over HTTP.")
+)
+@option("--host", default=None, help=N_("Address to listen on (default: [web] host)."))
+@option("--port", type=click.IntRange(1, 65535), default=None,
+        help=N_("Port to listen on (default: [web] port)."))
+@option("--access-log/--no-access-log", default=False, show_default=True,
+        help=N_("Log every request (a proxy in front usually does this already)."))
 @config_option
 @friendly
 def serve(host: str | None, port: int | None, access_log: bool, config_path: Path) -> None:
-    """Serve the public folder (feeds, archive) and one-click unsubscribe over HTTP."""
     from .web import bind
     from .web import serve as run_server
 
@@ -274,47 +366,51 @@ def serve(host: str | None, port: int | None, access_log: bool, config_path: Pat
     host, port = host or config.web.host, port or config.web.port
     sock = bind(host, port)  # a busy port stops here, before "serving"
     if not config.public_dir.is_dir():
-        click.echo(f"warning: {config.public_dir} does not exist yet; "
-                   "run `gongbao-feed render` to fill it", err=True)
-    click.echo(f"serving {config.public_dir} on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+        warn(_("{public} does not exist yet; run `gongbao-feed render` to fill it")
+             .format(public=config.public_dir))
+    click.echo(_("serving {public} on {url} (Ctrl-C stops)")
+               .format(public=config.public_dir, url=f"http://{host}:{port}/"), err=True)
     run_server(config, host, port, access_log=access_log, sock=sock)
 
 
-issue_option = click.option(
-    "--issue", "number", type=click.IntRange(min=1), help="Issue number (default: the newest)."
+issue_option = option(
+    "--issue", "number", type=click.IntRange(min=1), help=N_("Issue number (default: the newest).")
 )
 
 
-@main.group()
+@main.group(help=N_("The member list the digests go to: import, add, remove, list."))
 def members() -> None:
-    """The member list the digests go to: import, add, remove, list."""
+    pass
 
 
-@members.command("import")
+@members.command("import", help=N_(
+    "Add or update members from a sheet: CSV (UTF-8 or GB18030) or an Excel workbook "
+    "(.xlsx), with an address column (email, 邮箱, 电子邮箱 …) and usually a name "
+    "column (name, 姓名 …)."))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--resubscribe", is_flag=True,
-              help="Mail members in the file again even if they had unsubscribed.")
+@option("--resubscribe", is_flag=True,
+        help=N_("Mail members in the file again even if they had unsubscribed."))
 @json_option
 @config_option
 @friendly
 def members_import(file: Path, resubscribe: bool, as_json: bool, config_path: Path) -> None:
-    """Add or update members from a sheet: CSV (UTF-8 or GB18030) or an Excel workbook
-    (.xlsx), with an address column (email, 邮箱, 电子邮箱 …) and usually a name
-    column (name, 姓名 …)."""
     with open_newsroom(config_path) as room:
         report = room.import_members(file, resubscribe=resubscribe)
     if report.encoding not in ("UTF-8", "xlsx"):
         click.echo(_("note: {file}: read as {encoding} (not UTF-8)").format(
             file=file, encoding=report.encoding), err=True)
     for warning in report.warnings:
-        click.echo(f"warning: {file}: {warning}", err=True)
+        warn(f"{file}: {warning}")
     for failure in report.failed:
         where = (f"{file}:{failure.line}" if report.unit == "line"
                  else _("{file}: row {row}").format(file=file, row=failure.line))
-        click.echo(f"error: {where}: {failure.error}", err=True)
+        fail(f"{where}: {failure.error}")
     if report.still_unsubscribed and not resubscribe:
-        click.echo(f"note: {report.still_unsubscribed} of them had unsubscribed and stay so "
-                   "(--resubscribe mails them again)", err=True)
+        note(ngettext("{n} of them had unsubscribed and stays so "
+                      "(--resubscribe mails them again)",
+                      "{n} of them had unsubscribed and stay so "
+                      "(--resubscribe mails them again)",
+                      report.still_unsubscribed).format(n=report.still_unsubscribed))
     if as_json:
         emit(report.to_json())
     else:
@@ -323,68 +419,67 @@ def members_import(file: Path, resubscribe: bool, as_json: bool, config_path: Pa
         sys.exit(1)
 
 
-@members.command("add")
+@members.command("add", help=N_("Add one member (or change the name of one already on "
+                                "the list)."))
 @click.argument("email")
-@click.option("--name", default="", help="The name the digest greets them by.")
-@click.option("--resubscribe", is_flag=True, help="Mail them again if they had unsubscribed.")
+@option("--name", default="", help=N_("The name the digest greets them by."))
+@option("--resubscribe", is_flag=True, help=N_("Mail them again if they had unsubscribed."))
 @config_option
 @friendly
 def members_add(email: str, name: str, resubscribe: bool, config_path: Path) -> None:
-    """Add one member (or change the name of one already on the list)."""
     with open_newsroom(config_path) as room:
         member = room.add_member(email, name, resubscribe=resubscribe)
-    click.echo(f"{member.email}: {member.status}")
+    click.echo(f"{member.email}: {status_label(member.status)}")
     if member.status != "active":
-        click.echo("note: they unsubscribed earlier; --resubscribe mails them again", err=True)
+        note(_("they unsubscribed earlier; --resubscribe mails them again"))
 
 
-@members.command("remove")
+@members.command("remove", help=N_("Stop mailing a member; they stay on file as unsubscribed "
+                                   "unless --forget."))
 @click.argument("email")
-@click.option("--forget", is_flag=True,
-              help="Delete the record too (a later import would add them again).")
+@option("--forget", is_flag=True,
+        help=N_("Delete the record too (a later import would add them again)."))
 @config_option
 @friendly
 def members_remove(email: str, forget: bool, config_path: Path) -> None:
-    """Stop mailing a member; they stay on file as unsubscribed unless --forget."""
     with open_newsroom(config_path) as room:
         member = room.remove_member(email, forget=forget)
-    click.echo(f"{member.email}: {'forgotten' if forget else member.status}")
+    shown = _("forgotten") if forget else status_label(member.status)
+    click.echo(f"{member.email}: {shown}")
 
 
-@members.command("list")
+@members.command("list", help=N_("Every member with their status."))
 @json_option
 @config_option
 @friendly
 def members_list(as_json: bool, config_path: Path) -> None:
-    """Every member with their status."""
     with open_newsroom(config_path) as room:
         everyone = room.members()
     if as_json:
         emit([m.to_json() for m in everyone])
         return
     for m in everyone:
-        click.echo(f"{m.email}\t{m.name}\t{m.status}")
+        click.echo(f"{m.email}\t{m.name}\t{status_label(m.status)}")
 
 
-@main.command()
+@main.command(help=N_(
+    "Mail an issue's digest to every member who has not had it yet.\n\n"
+    "Run it again after a failure or a stop: it sends what is missing. "
+    "SIGINT/SIGTERM let each connection finish and record its message first."
+))
 @issue_option
-@click.option("--via", type=click.Choice(["outbox", "smtp"]),
-              help="Transport (default: [email] transport).")
-@click.option("--dry-run", is_flag=True, help="List who would get the issue; send nothing.")
-@click.option("--to", "address", metavar="ADDRESS",
-              help="Send one test copy to ADDRESS; the ledger is not touched.")
-@click.option("--retry-failed", is_flag=True,
-              help="Also try again the addresses the relay refused for good (5xx).")
+@option("--via", type=click.Choice(["outbox", "smtp"]),
+        help=N_("Transport (default: [email] transport)."))
+@option("--dry-run", is_flag=True, help=N_("List who would get the issue; send nothing."))
+@option("--to", "address", metavar="ADDRESS",
+        help=N_("Send one test copy to ADDRESS; the ledger is not touched."))
+@option("--retry-failed", is_flag=True,
+        help=N_("Also try again the addresses the relay refused for good (5xx)."))
 @json_option
 @config_option
 @friendly
 def send(number: int | None, via: str | None, dry_run: bool, address: str | None,
          retry_failed: bool, as_json: bool, config_path: Path) -> None:
-    """Mail an issue's digest to every member who has not had it yet.
-
-    Run it again after a failure or a stop: it sends what is missing.
-    SIGINT/SIGTERM let each connection finish and record its message first.
-    """
     with (
         open_newsroom(config_path) as room,
         _progress(enabled=not as_json) as progress,
@@ -398,21 +493,23 @@ def send(number: int | None, via: str | None, dry_run: bool, address: str | None
                 emit(exc.report.to_json())  # the counts so far, with "error"
             raise
     for email, why in report.failed:
-        click.echo(f"error: {email}: {why}", err=True)
+        fail(f"{email}: {why}")
     if as_json:
         emit(report.to_json())
     elif dry_run:
         for email, name in report.would_send:
             click.echo(f"{email}\t{name}")
-        click.echo(f"issue {report.issue} «{report.subject}»: would send {len(report.would_send)}, "
-                   f"{report.skipped} already sent", err=True)
+        click.echo(_("issue {issue} «{subject}»: would send {would}, {skipped} already sent")
+                   .format(issue=report.issue, subject=report.subject,
+                           would=len(report.would_send), skipped=report.skipped), err=True)
     else:
-        click.echo(f"issue {report.issue}: {report.sent} sent, {report.skipped} skipped, "
-                   f"{len(report.failed)} failed")
+        click.echo(_("issue {issue}: {sent} sent, {skipped} skipped, {failed} failed").format(
+            issue=report.issue, sent=report.sent, skipped=report.skipped,
+            failed=len(report.failed)))
     if (nobody := report.no_members_note()) is not None:
         note(*nobody)
     if stopping.signal:
-        click.echo("stopped: run `gongbao-feed send` again to send the rest", err=True)
+        click.echo(_("stopped: run `gongbao-feed send` again to send the rest"), err=True)
         sys.exit(128 + stopping.signal)
     if not report.ok:
         sys.exit(1)
@@ -433,8 +530,8 @@ def _stop_on_signals() -> Iterator[_Stopping]:
         if not stopping.event.is_set():
             stopping.signal = signum
             stopping.event.set()
-            click.echo(f"\n{signal.Signals(signum).name}: finishing the messages in flight",
-                       err=True)
+            click.echo("\n" + _("{signal}: finishing the messages in flight")
+                       .format(signal=signal.Signals(signum).name), err=True)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -444,14 +541,13 @@ def _stop_on_signals() -> Iterator[_Stopping]:
             signal.signal(sig, old)
 
 
-@main.command()
-@click.option("--issue", "number", type=click.IntRange(min=1),
-              help="Only this issue (default: every issue).")
+@main.command(help=N_("The delivery ledger: counts by state, and every failure with its reason."))
+@option("--issue", "number", type=click.IntRange(min=1),
+        help=N_("Only this issue (default: every issue)."))
 @json_option
 @config_option
 @friendly
 def deliveries(number: int | None, as_json: bool, config_path: Path) -> None:
-    """The delivery ledger: counts by state, and every failure with its reason."""
     with open_newsroom(config_path) as room:
         summary = room.deliveries(number)
     if as_json:
@@ -469,7 +565,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         return
     from tqdm import tqdm
 
-    with tqdm(unit="msg", desc="sending", file=sys.stderr) as bar:
+    with tqdm(unit=_("msg"), desc=_("sending"), file=sys.stderr) as bar:
 
         def update(done: int, total: int) -> None:
             bar.total = total
@@ -478,13 +574,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield update
 
 
-@main.command()
+@main.command(help=N_("Write an issue's digest as HTML (and text) and print the file's path."))
 @issue_option
-@click.option("--open", "open_it", is_flag=True, help="Open the file in a browser.")
+@option("--open", "open_it", is_flag=True, help=N_("Open the file in a browser."))
 @config_option
 @friendly
 def preview(number: int | None, open_it: bool, config_path: Path) -> None:
-    """Write an issue's digest as HTML (and text) and print the file's path."""
     with open_newsroom(config_path) as room:
         path = room.preview(number)
     click.echo(str(path))
@@ -492,18 +587,17 @@ def preview(number: int | None, open_it: bool, config_path: Path) -> None:
         click.launch(str(path))
 
 
-@main.command()
-@click.option("--once", is_flag=True,
-              help="Publish once now (ingest, assemble, render, send), then exit: "
-                   "for cron or a systemd timer.")
+@main.command(help=N_(
+    "Run the service: ingest on [schedule] ingest_every_minutes, publish on publish_cron.\n\n"
+    "One service per working folder. SIGTERM or Ctrl-C stops it cleanly: the "
+    "message being sent is finished and recorded, then it exits 0."
+))
+@option("--once", is_flag=True,
+        help=N_("Publish once now (ingest, assemble, render, send), then exit: "
+                "for cron or a systemd timer."))
 @config_option
 @friendly
 def run(once: bool, config_path: Path) -> None:
-    """Run the service: ingest on [schedule] ingest_every_minutes, publish on publish_cron.
-
-    One service per working folder. SIGTERM or Ctrl-C stops it cleanly: the
-    message being sent is finished and recorded, then it exits 0.
-    """
     from .schedule import Service
 
     service = Service(config_path)
@@ -513,27 +607,26 @@ def run(once: bool, config_path: Path) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(help=N_(
+    "Print a systemd timer that runs `run --once` on [schedule] publish_cron.\n\n"
+    "For running without the `run` service: save the output as "
+    "/etc/systemd/system/gongbao-feed-once.timer (next to "
+    "deploy/gongbao-feed-once.service). Write it again after changing publish_cron."
+))
 @config_option
 @friendly
 def timer(config_path: Path) -> None:
-    """Print a systemd timer that runs `run --once` on [schedule] publish_cron.
-
-    For running without the `run` service: save the output as
-    /etc/systemd/system/gongbao-feed-once.timer (next to
-    deploy/gongbao-feed-once.service). Write it again after changing publish_cron.
-    """
     from .systemd import timer_unit
 
     click.echo(timer_unit(load_config(config_path), config_path), nl=False)
 
 
-@main.command()
+@main.command(help=N_("Who runs the service, when its jobs run next, the last issue and "
+                      "its deliveries."))
 @json_option
 @config_option
 @friendly
 def status(as_json: bool, config_path: Path) -> None:
-    """Who runs the service, when its jobs run next, the last issue and its deliveries."""
     from .schedule import service_status
 
     report = service_status(load_config(config_path))
@@ -544,21 +637,20 @@ def status(as_json: bool, config_path: Path) -> None:
             click.echo(text)
 
 
-@main.group()
+@main.group(help=N_("The database schema: `db upgrade` after installing a new release."))
 def db() -> None:
-    """The database schema: `db upgrade` after installing a new release."""
+    pass
 
 
-@db.command("upgrade")
+@db.command("upgrade", help=N_(
+    "Apply the pending schema migrations, then print the schema's revision.\n\n"
+    "Back up the database first. Safe to run again: at the newest revision it "
+    "changes nothing. A database made by release 0.1 is recognised and upgraded."
+))
 @json_option
 @config_option
 @friendly
 def db_upgrade(as_json: bool, config_path: Path) -> None:
-    """Apply the pending schema migrations, then print the schema's revision.
-
-    Back up the database first. Safe to run again: at the newest revision it
-    changes nothing. A database made by release 0.1 is recognised and upgraded.
-    """
     with Store(load_config(config_path).database_url, upgrade=True) as store:
         report = store.schema
     for line in report.lines():
@@ -569,17 +661,16 @@ def db_upgrade(as_json: bool, config_path: Path) -> None:
         click.echo(report.after.describe())
 
 
-@db.command("version")
+@db.command("version", help=N_("Print the database's schema revision and the newest this "
+                                "release has; changes nothing."))
 @json_option
 @config_option
 @friendly
 def db_version(as_json: bool, config_path: Path) -> None:
-    """Print the database's schema revision and the newest this release has; changes nothing."""
     state = schema_state(load_config(config_path).database_url)
     if as_json:
         emit(state.to_json())
     else:
         click.echo(state.describe())
     if not (state.current or state.empty):
-        click.echo(f"hint: {UPGRADE_HINT}" if state.known else
-                   "hint: a newer gongbao-feed has upgraded it", err=True)
+        hint(upgrade_hint() if state.known else _("a newer gongbao-feed has upgraded it"))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
+from .i18n import N_, _
 
 DEFAULT_CONFIG_NAME = "config.toml"
 
@@ -56,7 +57,8 @@ class PaperConfig(_Section):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"unknown time zone {v!r}; expected an IANA name such as Asia/Shanghai"
+                _("unknown time zone {zone!r}; expected an IANA name such as Asia/Shanghai")
+                .format(zone=v)
             ) from None
         return v
 
@@ -172,13 +174,14 @@ class ScheduleConfig(_Section):
     @classmethod
     def _five_fields(cls, v: str) -> str:
         if len(v.split()) != 5:
-            raise ValueError("expected a five-field crontab such as '30 7 * * *'")
+            raise ValueError(_("expected a five-field crontab such as '30 7 * * *'"))
         from .crontab import crontab_trigger
 
         try:
             crontab_trigger(v, "UTC")
         except ValueError as exc:
-            raise ValueError(f"{exc} (expected a crontab such as '30 7 * * 1-5')") from None
+            raise ValueError(_("{reason} (expected a crontab such as '30 7 * * 1-5')")
+                             .format(reason=exc)) from None
         return v
 
 
@@ -274,25 +277,34 @@ def _check_template(template: str, allowed: set[str]) -> None:
     import string
 
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        names = {field for _text, field, _spec, _conv in string.Formatter().parse(template)
+                 if field}
     except ValueError as exc:
-        raise ValueError(f"not a valid template ({exc})") from None
+        raise ValueError(_("not a valid template ({reason})").format(reason=exc)) from None
     unknown = names - allowed
     if unknown:
         raise ValueError(
-            f"unknown placeholder {{{sorted(unknown)[0]}}}; expected only "
-            + ", ".join(f"{{{n}}}" for n in sorted(allowed))
+            _("unknown placeholder {placeholder}; expected only {allowed}").format(
+                placeholder=f"{{{sorted(unknown)[0]}}}",
+                allowed=", ".join(f"{{{n}}}" for n in sorted(allowed)))
         )
 
 
 _EXPECTED = {
-    "string_type": "a string",
-    "int_type": "a whole number",
-    "int_parsing": "a whole number",
-    "float_type": "a number",
-    "bool_type": "true or false",
-    "model_type": "a table such as [section]",
-    "dict_type": "a table such as [section]",
+    "string_type": N_("a string"),
+    "int_type": N_("a whole number"),
+    "int_parsing": N_("a whole number"),
+    "float_type": N_("a number"),
+    "bool_type": N_("true or false"),
+    "model_type": N_("a table such as [section]"),
+    "dict_type": N_("a table such as [section]"),
+}
+# pydantic's number limits (Field(ge=...)), by the key its error context uses.
+_LIMITS = {
+    "greater_than_equal": ("ge", N_("{key}: expected a number of at least {limit} (got {got!r})")),
+    "greater_than": ("gt", N_("{key}: expected a number above {limit} (got {got!r})")),
+    "less_than_equal": ("le", N_("{key}: expected a number of at most {limit} (got {got!r})")),
+    "less_than": ("lt", N_("{key}: expected a number below {limit} (got {got!r})")),
 }
 
 
@@ -306,16 +318,21 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
         allowed = ", ".join(
             (f.alias or n) for n, f in parent.model_fields.items() if n != "root"
         )
-        return f"{key}: unknown key; expected one of: {allowed}"
+        return _("{key}: unknown key; expected one of: {allowed}").format(key=key, allowed=allowed)
     got = error.get("input")
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     expected = _EXPECTED.get(kind)
     if expected:
-        return f"{key}: expected {expected} (got {got!r})"
+        return _("{key}: expected {expected} (got {got!r})").format(
+            key=key, expected=_(expected), got=got)
     if kind == "literal_error":
-        return f"{key}: {msg.lower()} (got {got!r})"
+        return _("{key}: input should be {expected} (got {got!r})").format(
+            key=key, expected=error.get("ctx", {}).get("expected", "?"), got=got)
+    if kind in _LIMITS:
+        name, text = _LIMITS[kind]
+        return _(text).format(key=key, limit=error.get("ctx", {}).get(name, "?"), got=got)
     return f"{key}: {msg}"
 
 
@@ -324,26 +341,28 @@ def load_config(path: Path | str | None = None) -> Config:
     cfg_path = Path(path or DEFAULT_CONFIG_NAME)
     if not cfg_path.is_file():
         raise ConfigError(
-            f"{cfg_path}: no such config file",
-            hint="run `gongbao-feed init DIR` to make a working folder, or pass --config PATH",
+            _("{path}: no such config file").format(path=cfg_path),
+            hint=_("run `gongbao-feed init DIR` to make a working folder, "
+                   "or pass --config PATH"),
         )
     try:
         data = tomllib.loads(cfg_path.read_text("utf-8-sig"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
+        raise ConfigError(_("{path}: not valid TOML: {reason}").format(
+            path=cfg_path, reason=exc)) from None
     return config_from_dict(data, root=cfg_path.resolve().parent, source=str(cfg_path))
 
 
 def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -> Config:
     if "root" in data:
-        raise ConfigError(f"{source}: root: unknown key")
+        raise ConfigError(_("{source}: root: unknown key").format(source=source))
     try:
         return Config.model_validate({**data, "root": root})
     except ValidationError as exc:
         lines = [_describe(e, data) for e in exc.errors()]
         raise ConfigError(
             f"{source}: " + ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines),
-            hint="see the configuration reference in README.md",
+            hint=_("see the configuration reference in README.md"),
         ) from None
 
 

@@ -31,12 +31,14 @@ def _day(token: str) -> int:
         n = int(token)
         if n > 7:
             raise ValueError(
-                f"day of week {token} is out of range; expected 0-7 (0 and 7 = Sunday)"
+                _("day of week {day} is out of range; expected 0-7 (0 and 7 = Sunday)")
+                .format(day=token)
             )
         return n % 7
     if token in DAY_NAMES:
         return DAY_NAMES.index(token)
-    raise ValueError(f"unknown day of week {token!r}; expected 0-7 or sun, mon, ... sat")
+    raise ValueError(_("unknown day of week {day!r}; expected 0-7 or sun, mon, ... sat")
+                     .format(day=token))
 
 
 def weekdays(field: str) -> str:
@@ -47,10 +49,12 @@ def weekdays(field: str) -> str:
     for item in field.split(","):
         m = _ITEM.match(item.strip())
         if not m:
-            raise ValueError(f"cannot read day of week {item!r}; expected e.g. 1-5 or mon-fri")
+            raise ValueError(_("cannot read day of week {item!r}; expected e.g. 1-5 or mon-fri")
+                             .format(item=item))
         step = int(m["step"] or 1)
         if step < 1:
-            raise ValueError(f"step {step} in {item!r} must be at least 1")
+            raise ValueError(_("step {step} in {item!r} must be at least 1")
+                             .format(step=step, item=item))
         if m["range"] == "*":
             first, last = 0, 6
         else:
@@ -59,7 +63,7 @@ def weekdays(field: str) -> str:
             if m["last"] and m["last"] == "7":
                 last = 7  # `5-7` is Friday to Sunday
             if last < first:
-                raise ValueError(f"day range {item!r} runs backwards")
+                raise ValueError(_("day range {item!r} runs backwards").format(item=item))
         days.update(d % 7 for d in range(first, last + 1, step))
     return ",".join(DAY_NAMES[d] for d in sorted(days))
 
@@ -69,13 +73,14 @@ def crontab_trigger(expr: str, timezone: tzinfo | str) -> CronTrigger:
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
-            f"expected five fields (minute hour day month weekday), got {len(fields)}"
+            _("expected five fields (minute hour day month weekday), got {n}")
+            .format(n=len(fields))
         )
     minute, hour, day, month, dow = fields
     if day != "*" and dow != "*":
         raise ValueError(
-            "restricts both the day of the month and the day of the week; cron would run on "
-            "either, this scheduler only on both, so set one of them to *"
+            _("restricts both the day of the month and the day of the week; cron would run on "
+              "either, this scheduler only on both, so set one of them to *")
         )
     return CronTrigger(
         minute=minute, hour=hour, day=day, month=month, day_of_week=weekdays(dow),

@@ -93,8 +93,8 @@ def make_transport(config: Config, via: str | None = None) -> Transport:
     if kind == "smtp":
         return SmtpTransport.from_config(config)
     raise DeliveryError(
-        f"unknown transport {kind!r}",
-        hint='expected "outbox" or "smtp" ([email] transport, or --via)',
+        _("unknown transport {kind!r}").format(kind=kind),
+        hint=_('expected "outbox" or "smtp" ([email] transport, or --via)'),
     )
 
 
@@ -119,7 +119,7 @@ def send_claimed(
         if outcome.state is DeliveryState.SENT:
             report.sent += 1
         elif outcome.state is DeliveryState.FAILED:
-            report.failed.append((outcome.message.email, outcome.detail or "not delivered"))
+            report.failed.append((outcome.message.email, outcome.detail or _("not delivered")))
         else:
             return
         progress()

@@ -170,7 +170,7 @@ def subject_line(issue: Issue, config: Config) -> str:
         date=display_date(issue.date),
         title=issue.title,
     )
-    return _one_line("Subject", subject, hint="check [email] subject and the issue title")
+    return _one_line("Subject", subject, hint=_("check [email] subject and the issue title"))
 
 
 # -- rendering, once per issue ---------------------------------------------------
@@ -204,11 +204,12 @@ def render_templates(env: jinja2.Environment, context: dict[str, Any]) -> tuple[
         html_doc = env.get_template("digest.html.j2").render(context)
         text_doc = env.get_template("digest.txt.j2").render(context)
     except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or getattr(exc, "name", None) or "email template"
+        where = (getattr(exc, "filename", None) or getattr(exc, "name", None)
+                 or _("email template"))
         line = getattr(exc, "lineno", None)
         raise RenderError(
             f"{where}{f':{line}' if line else ''}: {exc}",
-            hint="compare with the templates/email/ that `gongbao-feed init` ships",
+            hint=_("compare with the templates/email/ that `gongbao-feed init` ships"),
         ) from None
     return html_doc, text_doc
 
@@ -231,8 +232,9 @@ def inline_css(html_doc: str) -> str:
         out = inliner.transform()
     except Exception as exc:  # premailer raises many kinds; all mean a broken template
         raise RenderError(
-            f"templates/email/digest.html.j2: cannot inline its CSS: {exc}",
-            hint="check the stylesheet templates/email/digest.css",
+            _("templates/email/digest.html.j2: cannot inline its CSS: {reason}").format(
+                reason=exc),
+            hint=_("check the stylesheet templates/email/digest.css"),
         ) from None
     # lxml drops the doctype; mail clients pick standards mode from it.
     return out if out.lstrip().lower().startswith("<!doctype") else "<!DOCTYPE html>\n" + out
@@ -263,8 +265,8 @@ def keeps(kind: str, n: int, forms: Sequence[Form]) -> bool:
     if kind == "note":
         return form is Form.TITLE and (n == 1 or forms[n - 2] is not Form.TITLE)
     raise RenderError(
-        f"email template: unknown region <!--gb:{kind}:{n}-->",
-        hint="regions are show, lead, rest, link and note",
+        _("email template: unknown region {region}").format(region=f"<!--gb:{kind}:{n}-->"),
+        hint=_("regions are show, lead, rest, link and note"),
     )
 
 

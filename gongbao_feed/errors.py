@@ -11,10 +11,14 @@
     └── ServiceError        the scheduler service: another one holds the folder
 
 Each carries a `hint` saying what would be right, so the message a newsroom
-operator sees tells them what to do next, not just what broke.
+operator sees tells them what to do next, not just what broke. Message and
+hint are in the operator's language (`i18n._` where they are raised); the
+"hint:" label is translated when the error is shown.
 """
 
 from __future__ import annotations
+
+from .i18n import _
 
 
 class GongbaoError(Exception):
@@ -29,7 +33,7 @@ class GongbaoError(Exception):
 
     def __str__(self) -> str:
         if self.hint:
-            return f"{self.message}\n  hint: {self.hint}"
+            return self.message + "\n  " + _("hint: {hint}").format(hint=self.hint)
         return self.message
 
 

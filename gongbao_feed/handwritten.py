@@ -23,6 +23,7 @@ import tomllib
 from datetime import date
 from typing import Any
 
+from .i18n import _
 from .models import Article, Byline, article_id
 from .pages import ParsedPage, normalize_text
 
@@ -42,21 +43,26 @@ def parse_markdown(text: str, day: date, source: str = "") -> ParsedPage:
     unknown = sorted(set(meta) - set(_KEYS))
     if unknown:
         raise FrontMatterError(
-            f"front matter: unknown key {unknown[0]!r}; expected one of: {', '.join(_KEYS)}"
+            _("front matter: unknown key {key!r}; expected one of: {keys}").format(
+                key=unknown[0], keys=", ".join(_KEYS))
         )
     for key in _STRINGS:
         if key in meta and not isinstance(meta[key], str):
-            raise FrontMatterError(f"front matter: {key} must be a string (got {meta[key]!r})")
+            raise FrontMatterError(_("front matter: {key} must be a string (got {value!r})")
+                                   .format(key=key, value=meta[key]))
     for key in _LISTS:
         value = meta.get(key, [])
         if isinstance(value, str):
             meta[key] = [value]
         elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise FrontMatterError(f"front matter: {key} must be a list of strings (got {value!r})")
+            raise FrontMatterError(
+                _("front matter: {key} must be a list of strings (got {value!r})")
+                .format(key=key, value=value))
     if "date" in meta:
         if not isinstance(meta["date"], date):
             raise FrontMatterError(
-                f"front matter: date must be a TOML date such as 2026-11-20 (got {meta['date']!r})"
+                _("front matter: date must be a TOML date such as 2026-11-20 (got {value!r})")
+                .format(value=meta["date"])
             )
         day = meta["date"]
 
@@ -66,7 +72,8 @@ def parse_markdown(text: str, day: date, source: str = "") -> ParsedPage:
         title = paragraphs.pop(0).lstrip("#").strip()
     if not title:
         raise FrontMatterError(
-            f"line {body_line}: no title; add title = \"…\" to the front matter or a '# 标题' line"
+            _("line {line}: no title; add title = \"…\" to the front matter or a '# 标题' line")
+            .format(line=body_line)
         )
     byline = Byline(**{k: tuple(meta.get(k, [])) for k in _LISTS if k != "captions"})
     article = Article(
@@ -99,9 +106,11 @@ def _split(text: str) -> tuple[dict[str, Any], str, int]:
             try:
                 meta = tomllib.loads("\n".join(lines[1:end]))
             except tomllib.TOMLDecodeError as exc:
-                raise FrontMatterError(f"front matter is not valid TOML: {exc}") from None
+                raise FrontMatterError(
+                    _("front matter is not valid TOML: {reason}").format(reason=exc)
+                ) from None
             return meta, "\n".join(lines[end + 1:]), end + 2
-    raise FrontMatterError("front matter opened with +++ on line 1 but never closed")
+    raise FrontMatterError(_("front matter opened with +++ on line 1 but never closed"))
 
 
 def _paragraphs(body: str) -> list[str]:

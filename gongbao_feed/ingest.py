@@ -48,7 +48,8 @@ class Gone:
 
     def describe(self) -> str:
         """One line for the terminal and the service log, the same in both."""
-        return f"gone from {self.path}: {self.title} ({self.id}), kept published"
+        return _("gone from {path}: {title} ({id}), kept published").format(
+            path=self.path, title=self.title, id=self.id)
 
 
 @dataclass
@@ -109,7 +110,8 @@ def read_file(path: Path, day: date) -> ParsedPage:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PageError(str(path), f"cannot read: {exc.strerror or exc}") from None
+        raise PageError(str(path), _("cannot read: {reason}").format(
+            reason=exc.strerror or exc)) from None
     document = sniff_document(data, path.suffix)
     if document is not None:
         what, hint = document
@@ -121,7 +123,7 @@ def read_file(path: Path, day: date) -> ParsedPage:
         return parse_page(text, day, source=path.name)
     except DecodeError as exc:
         raise PageError(
-            str(path), str(exc), hint="pages must be text in UTF-8 or GB18030 (GBK)"
+            str(path), str(exc), hint=_("pages must be text in UTF-8 or GB18030 (GBK)")
         ) from None
     except FrontMatterError as exc:
         raise PageError(str(path), str(exc)) from None
@@ -151,7 +153,7 @@ def ingest(
         try:
             page = read_file(path, publication_date(path, explicit_date, today))
             if not page.articles:
-                raise PageError(str(path), "no articles found", hint=page_shape_hint())
+                raise PageError(str(path), _("no articles found"), hint=page_shape_hint())
             result = store.save_articles(page.articles, now)
         except PageError as exc:
             report.failed.append(
@@ -159,7 +161,8 @@ def ingest(
             )
             continue
         except StoreError as exc:
-            report.failed.append(Failure(str(path), f"not saved: {exc.message}"))
+            report.failed.append(Failure(str(path), _("not saved: {reason}").format(
+                reason=exc.message)))
             continue
         report.warnings.extend(f"{path}: {w}" for w in page.warnings)
         if page.no_headline:

@@ -39,7 +39,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from . import host
-from .i18n import ngettext
+from .i18n import _, ngettext
 from .models import Delivery, DeliveryState, Issue, Member
 from .schema import bytewise, deliveries_t, members_t, upsert
 from .store import Store, _row_to_member
@@ -455,23 +455,26 @@ class LedgerSummary:
     def lines(self) -> list[str]:
         """The human view: one line per issue, then one per failure."""
         if not self.issues:
-            return ["no deliveries recorded yet"]
+            return [_("no deliveries recorded yet")]
         out = []
         for c in self.issues:
-            line = f"issue {c.issue}: {c.sent} sent, {c.failed} failed"
             if c.failed:
-                line += f" ({c.permanent} permanent, {c.failed - c.permanent} temporary)"
-            line += f", {c.pending} pending"
-            out.append(line)
+                line = _("issue {issue}: {sent} sent, {failed} failed ({permanent} permanent, "
+                         "{temporary} temporary), {pending} pending")
+            else:
+                line = _("issue {issue}: {sent} sent, {failed} failed, {pending} pending")
+            out.append(line.format(issue=c.issue, sent=c.sent, failed=c.failed,
+                                   permanent=c.permanent, temporary=c.failed - c.permanent,
+                                   pending=c.pending))
         if self.failures:
-            out.append("failures:")
+            out.append(_("failures:"))
             for d in self.failures:
-                kind = "permanent" if d.permanent else "temporary"
+                kind = _("permanent") if d.permanent else _("temporary")
                 code = f"{d.code} " if d.code is not None else ""
                 tries = ngettext("{n} attempt", "{n} attempts", d.attempts).format(n=d.attempts)
-                out.append(
-                    f"  issue {d.issue}  {d.email}  {code}{kind}, {tries}: {d.detail or '-'}"
-                )
+                out.append("  " + _("issue {issue}  {email}  {code}{kind}, {tries}: {detail}")
+                           .format(issue=d.issue, email=d.email, code=code, kind=kind,
+                                   tries=tries, detail=d.detail or "-"))
         return out
 
 

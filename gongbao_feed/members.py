@@ -117,11 +117,12 @@ def normalise_email(address: str) -> str:
     if address[:7].lower() == "mailto:":  # a cell Excel made a link of
         address = address[7:]
     if not address:
-        raise MemberError("the email address is empty")
+        raise MemberError(_("the email address is empty"))
     try:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise MemberError(f"{address!r} is not a valid email address: {exc}") from None
+        raise MemberError(_("{address!r} is not a valid email address: {reason}").format(
+            address=address, reason=exc)) from None
     return checked.ascii_email or checked.normalized
 
 
@@ -136,12 +137,13 @@ def clean_name(name: str) -> str:
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             raise MemberError(
-                f"the name {name!r} contains a control character (U+{ord(ch):04X}); "
-                "expected one line of plain text"
+                _("the name {name!r} contains a control character ({char}); "
+                  "expected one line of plain text").format(name=name, char=f"U+{ord(ch):04X}")
             )
     name = unicodedata.normalize("NFC", " ".join(name.split()))
     if len(name) > MAX_NAME_LENGTH:
-        raise MemberError(f"the name is {len(name)} characters long; at most {MAX_NAME_LENGTH}")
+        raise MemberError(_("the name is {length} characters long; at most {most}").format(
+            length=len(name), most=MAX_NAME_LENGTH))
     return name
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
 
+from .i18n import _
 from .models import Article, Byline, article_id
 
 # ---------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def decode_page(data: bytes) -> str:
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return _checked(data, "utf-16", "UTF-16")
     if b"\x00" in data:
-        raise DecodeError("binary data (NUL bytes), not a text page")
+        raise DecodeError(_("binary data (NUL bytes), not a text page"))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -54,7 +55,8 @@ def decode_page(data: bytes) -> str:
             text = data.decode("gb18030")
         except UnicodeDecodeError as exc:
             raise DecodeError(
-                f"neither UTF-8 nor GB18030 (undecodable byte at offset {exc.start})"
+                _("neither UTF-8 nor GB18030 (undecodable byte at offset {offset})")
+                .format(offset=exc.start)
             ) from None
     _reject_binary(text)
     return text
@@ -64,7 +66,8 @@ def _checked(data: bytes, encoding: str, label: str) -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise DecodeError(f"starts like {label} but byte {exc.start} is invalid") from None
+        raise DecodeError(_("starts like {encoding} but byte {offset} is invalid")
+                          .format(encoding=label, offset=exc.start)) from None
     _reject_binary(text)
     return text
 
@@ -75,7 +78,7 @@ def _reject_binary(text: str) -> None:
         return
     controls = len(_CONTROL_CHARS.findall(sample))
     if "\x00" in sample or controls > max(8, len(sample) // 20):
-        raise DecodeError("binary data (control bytes), not a text page")
+        raise DecodeError(_("binary data (control bytes), not a text page"))
 
 
 # C0/C1 controls other than the whitespace a text file may hold, and lone surrogates.
@@ -437,8 +440,8 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
     for u in units:
         u.kind = _classify(u)
     warnings = [
-        f"line {u.line}: skipped "
-        f"{'a credit with no name' if _ROLE_ONLY.match(u.text) else 'page header'} {u.text!r}"
+        (_("line {line}: skipped a credit with no name {text!r}") if _ROLE_ONLY.match(u.text)
+         else _("line {line}: skipped page header {text!r}")).format(line=u.line, text=u.text)
         for u in units
         if u.kind is Kind.FURNITURE
     ]
@@ -449,20 +452,23 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
     spans: list[tuple[int, int, int]] = []
     if not starts:
         if not units:
-            return ParsedPage([], ["no text on the page"] if source else [])
-        warnings.append("no headline block or dateline found; the page is read as one article")
+            return ParsedPage([], [_("no text on the page")] if source else [])
+        warnings.append(
+            _("no headline block or dateline found; the page is read as one article")
+        )
         spans.append((0, len(_leading_headlines(units)), len(units)))
     elif starts[0][0] > 0:
         pre = units[: starts[0][0]]
         if any(u.kind in (Kind.TEXT, Kind.CAPTION) for u in pre):
             spans.append((0, len(_leading_headlines(pre)), starts[0][0]))
             warnings.append(
-                f"line {pre[0].line}: text before the first headline is kept as its own article"
+                _("line {line}: text before the first headline is kept as its own article")
+                .format(line=pre[0].line)
             )
         else:
             warnings.append(
-                f"line {pre[0].line}: skipped page furniture before the first headline: "
-                + " / ".join(u.text for u in pre)
+                _("line {line}: skipped page furniture before the first headline: {text}")
+                .format(line=pre[0].line, text=" / ".join(u.text for u in pre))
             )
     for i, (start, body) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(units)

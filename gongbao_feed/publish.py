@@ -29,7 +29,7 @@ from .digest import Digest, Mailer, email_environment, personalise, render_diges
 from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
-from .i18n import ngettext
+from .i18n import _, ngettext
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
@@ -72,13 +72,14 @@ class PublishReport:
 
     def summary(self) -> str:
         if self.send is None:
-            return f"{self.assemble.reason}; nothing sent"
-        parts = [self.assemble.reason, f"{self.send.sent} sent"]
+            return _("{reason}; nothing sent").format(reason=self.assemble.reason)
+        parts = [self.assemble.reason, _("{n} sent").format(n=self.send.sent)]
         if self.send.failed:
-            parts.append(f"{len(self.send.failed)} failed")
+            parts.append(_("{n} failed").format(n=len(self.send.failed)))
         if self.stopped:
-            parts.append("stopped early: the rest go out with the next `send` or service start")
-        return "; ".join(parts)
+            parts.append(_("stopped early: the rest go out with the next `send` or "
+                           "service start"))
+        return _("; ").join(parts)
 
     def log_fields(self) -> dict[str, object]:
         render = self.assemble.render
@@ -197,20 +198,21 @@ class Newsroom:
                         if a.issue is not None})
         if not taken:
             return None
-        made = ngettext("issue {numbers}", "issues {numbers}", len(taken)).format(
-            numbers=", ".join(map(str, taken)))
+        numbers = ", ".join(map(str, taken))
         waiting = len(self.store.unissued_articles())
         rest = (ngettext("{n} more article waits for the next assemble",
-                         "{n} more articles wait for the next assemble", waiting).format(n=waiting)
-                if waiting else "nothing to assemble")
-        return Plan(None, f"{made} was just made by another run; {rest}", waiting=waiting)
+                         "{n} more articles wait for the next assemble", waiting)
+                .format(n=waiting) if waiting else _("nothing to assemble"))
+        made = ngettext("issue {numbers} was just made by another run; {rest}",
+                        "issues {numbers} were just made by another run; {rest}", len(taken))
+        return Plan(None, made.format(numbers=numbers, rest=rest), waiting=waiting)
 
     def _write_manifest(self, issue: Issue) -> None:
         path = self.config.issues_dir / manifest_name(issue.number)
         if path.exists():
             raise AssembleError(
-                f"{path} already exists; issue numbers are never reused",
-                hint="move that file away only if it was never published",
+                _("{path} already exists; issue numbers are never reused").format(path=path),
+                hint=_("move that file away only if it was never published"),
             )
         atomic_write(path, manifest_bytes(issue))
 
@@ -276,7 +278,8 @@ class Newsroom:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise MemberError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise MemberError(_("{path}: cannot read: {reason}").format(
+                path=path, reason=exc.strerror or exc)) from None
         try:
             sheet = read_members_sheet(data)
         except MemberError as exc:
@@ -321,7 +324,7 @@ class Newsroom:
         address = normalise_email(email)
         member = self.store.member(address)
         if member is None:
-            raise MemberError(f"{address} is not on the member list")
+            raise MemberError(_("{address} is not on the member list").format(address=address))
         if forget:
             self.store.remove_member(address)
         else:
@@ -337,14 +340,16 @@ class Newsroom:
         if number is None:
             newest = self.store.issues(limit=1)
             if not newest:
-                raise DeliveryError("there is no issue yet", hint="run `gongbao-feed assemble`")
+                raise DeliveryError(_("there is no issue yet"),
+                                    hint=_("run `gongbao-feed assemble`"))
             return newest[0]
         found = self.store.issue(number)
         if found is None:
             last = self.store.last_issue_number()
             raise DeliveryError(
-                f"there is no issue {number}",
-                hint=f"the newest issue is {last}" if last else "run `gongbao-feed assemble`",
+                _("there is no issue {number}").format(number=number),
+                hint=(_("the newest issue is {number}").format(number=last) if last
+                      else _("run `gongbao-feed assemble`")),
             )
         return found
 
@@ -428,7 +433,7 @@ class Newsroom:
             if outcome.state is DeliveryState.SENT:
                 report.sent += 1
             else:
-                report.failed.append((address, outcome.detail or "not sent"))
+                report.failed.append((address, outcome.detail or _("not sent")))
 
         transport.deliver([mailer.message(member)], record, stop)
         return report

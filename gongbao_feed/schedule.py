@@ -74,7 +74,7 @@ from .config import Config, load_config
 from .crontab import crontab_trigger
 from .errors import ConfigError, GongbaoError, ServiceError
 from .files import atomic_write
-from .i18n import articles, members
+from .i18n import _, ngettext
 from .ingest import IngestReport
 from .models import Issue
 from .publish import Clock, Newsroom, PublishReport, system_clock
@@ -176,8 +176,11 @@ class Holder:
 
     def describe(self) -> str:
         what = "gongbao-feed run --once" if self.mode == "once" else "gongbao-feed run"
-        since = f", started {self.started.isoformat(timespec='seconds')}" if self.started else ""
-        return f"{what}, pid {self.pid} on {self.host}{since}"
+        if self.started:
+            return _("{what}, pid {pid} on {host}, started {started}").format(
+                what=what, pid=self.pid, host=self.host,
+                started=self.started.isoformat(timespec="seconds"))
+        return _("{what}, pid {pid} on {host}").format(what=what, pid=self.pid, host=self.host)
 
 
 class ServiceLock:
@@ -199,12 +202,13 @@ class ServiceLock:
             lock.acquire(timeout=wait)
         except Timeout:
             current = self.read_holder()
-            who = current.describe() if current else "another process"
+            who = current.describe() if current else _("another process")
             raise ServiceError(
-                f"another service is running for this working folder: {who} "
-                f"(lock {self.path})",
-                hint="only one `gongbao-feed run` may run per working folder; stop that one "
-                "first (`systemctl stop gongbao-feed`, or `kill PID`), or use its schedule",
+                _("another service is running for this working folder: {who} (lock {lock})")
+                .format(who=who, lock=self.path),
+                hint=_("only one `gongbao-feed run` may run per working folder; stop that one "
+                       "first (`systemctl stop gongbao-feed`, or `kill PID`), or use its "
+                       "schedule"),
             ) from None
         self._lock = lock
         atomic_write(
@@ -278,10 +282,11 @@ def job_specs(config: Config) -> list[JobSpec]:
     every = s.ingest_every_minutes
     return [
         JobSpec(PUBLISH, publish_job, publish_trigger(config), s.misfire_grace_seconds,
-                f"cron {s.publish_cron} ({config.paper.timezone})"),
+                _("cron {cron} ({zone})").format(cron=s.publish_cron,
+                                                 zone=config.paper.timezone)),
         # A late ingest is as good as an early one, and publish ingests first anyway.
         JobSpec(INGEST, ingest_job, IntervalTrigger(minutes=every, timezone=config.tz), None,
-                f"every {every} min"),
+                _("every {n} min").format(n=every)),
     ]
 
 
@@ -315,22 +320,25 @@ def install_jobs(scheduler: BaseScheduler, config: Config, config_path: str) -> 
         if job is None:
             scheduler.add_job(spec.func, spec.trigger, id=spec.id, jobstore="default",
                               replace_existing=False, **options)
-            notes.append(f"{spec.id}: scheduled {spec.schedule}")
+            notes.append(_("{job}: scheduled {schedule}").format(job=spec.id,
+                                                                  schedule=spec.schedule))
             continue
         if _trigger_key(job.trigger) != _trigger_key(spec.trigger):
             scheduler.reschedule_job(spec.id, "default", trigger=spec.trigger)
-            notes.append(f"{spec.id}: schedule changed to {spec.schedule}")
+            notes.append(_("{job}: schedule changed to {schedule}").format(
+                job=spec.id, schedule=spec.schedule))
         changes = {k: v for k, v in options.items() if getattr(job, k) != v}
         if job.func is not spec.func:
             changes["func"] = spec.func
         if changes:
             scheduler.modify_job(spec.id, "default", **changes)
-            notes.append(f"{spec.id}: updated {', '.join(sorted(changes))}")
+            notes.append(_("{job}: updated {options}").format(
+                job=spec.id, options=", ".join(sorted(changes))))
     wanted = {s.id for s in specs}
     for job in scheduler.get_jobs("default"):
         if job.id not in wanted:
             scheduler.remove_job(job.id, "default")
-            notes.append(f"{job.id}: removed (no longer in [schedule])")
+            notes.append(_("{job}: removed (no longer in [schedule])").format(job=job.id))
     return notes
 
 
@@ -461,10 +469,10 @@ class Service:
                 with Newsroom(self.config, self.clock) as room:
                     report = room.publish(stop=self.stop)
             except GongbaoError as exc:
-                log.error(line(PUBLISH, f"failed: {exc.message}", hint=_quote(exc.hint)))
+                log.error(line(PUBLISH, _failed(exc), hint=_quote(exc.hint)))
                 return None
             except Exception:
-                log.exception(line(PUBLISH, "failed unexpectedly"))
+                log.exception(line(PUBLISH, _("failed unexpectedly")))
                 return None
         self._log_pages(report.ingest)
         for gone in report.ingest.gone:
@@ -492,16 +500,16 @@ class Service:
         if self.stop.is_set():
             return
         if not self._work.acquire(blocking=False):
-            log.info(line(INGEST, "skipped: a publish is running and ingests first"))
+            log.info(line(INGEST, _("skipped: a publish is running and ingests first")))
             return
         try:
             with Newsroom(self.config, self.clock) as room:
                 report = room.ingest()
         except GongbaoError as exc:
-            log.error(line(INGEST, f"failed: {exc.message}", hint=_quote(exc.hint)))
+            log.error(line(INGEST, _failed(exc), hint=_quote(exc.hint)))
             return
         except Exception:
-            log.exception(line(INGEST, "failed unexpectedly"))
+            log.exception(line(INGEST, _("failed unexpectedly")))
             return
         finally:
             self._work.release()
@@ -509,11 +517,11 @@ class Service:
         for gone in report.gone:  # reported once, by the read that first missed it
             log.info(line(INGEST, gone.describe()))
         if report.new or report.updated or report.failed or report.gone:
-            log.info(line(INGEST, "inbox read", new=report.new, updated=report.updated,
+            log.info(line(INGEST, _("inbox read"), new=report.new, updated=report.updated,
                           unchanged=report.unchanged, failed=len(report.failed),
                           gone=len(report.gone) or None))
         else:
-            log.debug(line(INGEST, "nothing new", unchanged=report.unchanged,
+            log.debug(line(INGEST, _("nothing new"), unchanged=report.unchanged,
                            gone=len(report.gone) or None))
 
     def resume(self) -> None:
@@ -527,17 +535,17 @@ class Service:
                     issue = found[0]
                     report = room.send(issue=issue.number, stop=self.stop)
             except GongbaoError as exc:
-                log.error(line(RESUME, f"failed: {exc.message}", hint=_quote(exc.hint)))
+                log.error(line(RESUME, _failed(exc), hint=_quote(exc.hint)))
                 return
             except Exception:
-                log.exception(line(RESUME, "failed unexpectedly"))
+                log.exception(line(RESUME, _("failed unexpectedly")))
                 return
         stopped = self.stop.is_set()
-        text = f"issue {issue.number}: {report.sent} sent"
+        text = _("issue {issue}: {sent} sent").format(issue=issue.number, sent=report.sent)
         if report.failed:
-            text += f", {len(report.failed)} failed"
+            text = _("{text}, {failed} failed").format(text=text, failed=len(report.failed))
         if stopped:
-            text += "; stopped early"
+            text = _("{text}; stopped early").format(text=text)
         level = logging.WARNING if report.failed or stopped else logging.INFO
         log.log(level, line(RESUME, text, issue=issue.number, sent=report.sent,
                             failed=len(report.failed), skipped=report.skipped))
@@ -555,7 +563,7 @@ class Service:
             now = datetime.now(self.config.tz)
             nexts = {job.id: job.next_run_time for job in scheduler.get_jobs("default")}
             log.info(line(
-                "service", "started",
+                "service", _("started"),
                 pid=os.getpid(),
                 publish=_when(nexts.get(PUBLISH), now),
                 ingest=_when(nexts.get(INGEST), now),
@@ -578,14 +586,21 @@ class Service:
         if late > grace:
             log.warning(line(
                 RESUME,
-                f"issue {issue.number} did not reach {members(count)}, but it is "
-                f"{_duration(late)} old, beyond schedule.misfire_grace_seconds; not sent "
-                f"(`gongbao-feed send --issue {issue.number}` sends it anyway)",
+                ngettext("issue {issue} did not reach {n} member, but it is {age} old, beyond "
+                         "schedule.misfire_grace_seconds; not sent "
+                         "(`gongbao-feed send --issue {issue}` sends it anyway)",
+                         "issue {issue} did not reach {n} members, but it is {age} old, beyond "
+                         "schedule.misfire_grace_seconds; not sent "
+                         "(`gongbao-feed send --issue {issue}` sends it anyway)",
+                         count).format(issue=issue.number, n=count, age=_duration(late)),
                 issue=issue.number, unsent=count,
             ))
             return
-        log.info(line(RESUME, f"issue {issue.number} did not reach {members(count)}; "
-                              "sending the rest now", issue=issue.number, unsent=count))
+        log.info(line(RESUME, ngettext("issue {issue} did not reach {n} member; "
+                                       "sending the rest now",
+                                       "issue {issue} did not reach {n} members; "
+                                       "sending the rest now", count)
+                      .format(issue=issue.number, n=count), issue=issue.number, unsent=count))
         scheduler.add_job(resume_job, "date", args=(self.key,), id=RESUME, name=RESUME,
                           jobstore="memory", run_date=now, misfire_grace_time=None)
 
@@ -595,14 +610,15 @@ class Service:
         grace = self.config.schedule.misfire_grace_seconds
         log.warning(line(
             event.job_id,
-            f"missed the run at {scheduled.astimezone(self.config.tz).isoformat()}, "
-            f"{_duration(now - scheduled)} late, beyond schedule.misfire_grace_seconds = {grace}; "
-            "skipped (a stale digest is worse than none)",
+            _("missed the run at {scheduled}, {late} late, beyond "
+              "schedule.misfire_grace_seconds = {grace}; skipped (a stale digest is worse "
+              "than none)").format(scheduled=scheduled.astimezone(self.config.tz).isoformat(),
+                                   late=_duration(now - scheduled), grace=grace),
             scheduled=scheduled.astimezone(self.config.tz).isoformat(timespec="seconds"),
         ))
 
     def _on_busy(self, event: JobSubmissionEvent) -> None:
-        log.warning(line(event.job_id, "skipped: the previous run has not finished"))
+        log.warning(line(event.job_id, _("skipped: the previous run has not finished")))
 
     # -- stopping --------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -621,8 +637,8 @@ class Service:
         self._stopper.start()
 
     def _shutdown(self, name: str) -> None:
-        log.info(line("service", f"{name}: stopping; no new jobs, a job running finishes "
-                                 "the message in flight"))
+        log.info(line("service", _("{signal}: stopping; no new jobs, a job running finishes "
+                                   "the message in flight").format(signal=name)))
         scheduler = self._scheduler
         if scheduler is not None:
             with contextlib.suppress(SchedulerNotRunningError):
@@ -635,13 +651,14 @@ class Service:
         self.stop.set()
         threading.Thread(
             target=log.info,
-            args=(line("once", f"{name}: stopping after the message in flight"),),
+            args=(line("once", _("{signal}: stopping after the message in flight")
+                       .format(signal=name)),),
             daemon=True,
         ).start()
 
 
 def _exit_now(name: str) -> None:
-    sys.stderr.write(f"{name} again: exiting at once\n")
+    sys.stderr.write(_("{signal} again: exiting at once").format(signal=name) + "\n")
     sys.stderr.flush()
     os._exit(1)
 
@@ -670,12 +687,17 @@ def _when(moment: datetime | None, now: datetime) -> str | None:
 def _duration(delta: timedelta) -> str:
     seconds = max(0, int(delta.total_seconds()))
     if seconds < 120:
-        return f"{seconds} s"
+        return _("{n} s").format(n=seconds)
     if seconds < 7200:
-        return f"{seconds // 60} min"
+        return _("{n} min").format(n=seconds // 60)
     if seconds < 172800:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} days"
+        return _("{hours} h {minutes} min").format(hours=seconds // 3600,
+                                                   minutes=seconds % 3600 // 60)
+    return ngettext("{n} day", "{n} days", seconds // 86400).format(n=seconds // 86400)
+
+
+def _failed(exc: GongbaoError) -> str:
+    return _("failed: {reason}").format(reason=exc.message)
 
 
 def _quote(text: str | None) -> str | None:
@@ -718,8 +740,8 @@ def set_next_run(config_path: Path | str, job_id: str, when: datetime) -> None:
             try:
                 scheduler.modify_job(job_id, "default", next_run_time=when)
             except JobLookupError:
-                raise ServiceError(f"no job {job_id!r}; the jobs are "
-                                   f"{', '.join(s.id for s in job_specs(config))}") from None
+                raise ServiceError(_("no job {job!r}; the jobs are {jobs}").format(
+                    job=job_id, jobs=", ".join(s.id for s in job_specs(config)))) from None
     finally:
         lock.release()
 
@@ -771,23 +793,31 @@ class Status:
 
     def lines(self) -> list[str]:
         out = [
-            "service: " + (f"running ({self.holder.describe()})" if self.holder
-                           else "not running"),
+            _("service: running ({holder})").format(holder=self.holder.describe())
+            if self.holder else _("service: not running"),
         ]
         for j in self.jobs:
-            when = j.next_run.isoformat(timespec="seconds") if j.next_run else "never"
-            note = "" if j.stored else " (not scheduled yet: the service has not run)"
-            out.append(f"{j.id}: {j.schedule}; next {when}{note}")
+            when = j.next_run.isoformat(timespec="seconds") if j.next_run else _("never")
+            if j.stored:
+                text = _("{job}: {schedule}; next {when}")
+            else:
+                text = _("{job}: {schedule}; next {when} (not scheduled yet: the service "
+                         "has not run)")
+            out.append(text.format(job=j.id, schedule=j.schedule, when=when))
         issue = self.last_issue
         if issue is None:
-            out.append("last issue: none yet")
+            out.append(_("last issue: none yet"))
         else:
-            out.append(f"last issue: {issue.number} ({issue.date.isoformat()}, "
-                       f"{articles(len(issue.article_ids))}, made "
-                       f"{issue.created.isoformat(timespec='seconds')})")
+            n = len(issue.article_ids)
+            out.append(ngettext("last issue: {number} ({date}, {n} article, made {made})",
+                                "last issue: {number} ({date}, {n} articles, made {made})", n)
+                       .format(number=issue.number, date=issue.date.isoformat(), n=n,
+                               made=issue.created.isoformat(timespec="seconds")))
             d = self.deliveries
-            out.append(f"deliveries: {d.get('sent', 0)} sent, {d.get('pending', 0)} pending, "
-                       f"{d.get('failed', 0)} failed, {self.unsent} not yet tried")
+            out.append(_("deliveries: {sent} sent, {pending} pending, {failed} failed, "
+                         "{unsent} not yet tried").format(
+                sent=d.get("sent", 0), pending=d.get("pending", 0), failed=d.get("failed", 0),
+                unsent=self.unsent))
         return out
 
 

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from .errors import GongbaoError
+from .i18n import _
 
 _PACKAGE = Path(__file__).resolve().parent
 SECRET_FILE = "secret.key"
@@ -30,7 +31,8 @@ def init_folder(target: Path) -> list[Path]:
     config = target / "config.toml"
     if config.exists():
         raise GongbaoError(
-            f"{config} already exists", hint="choose an empty folder, or edit that config"
+            _("{config} already exists").format(config=config),
+            hint=_("choose an empty folder, or edit that config"),
         )
     target.mkdir(parents=True, exist_ok=True)
     made = [config]

@@ -45,6 +45,7 @@ from typing import Any
 
 from .config import Config, SmtpConfig, is_loopback
 from .errors import DeliveryError
+from .i18n import _
 from .mail import Message
 from .models import DeliveryState
 from .transport import Outcome, Report
@@ -160,24 +161,27 @@ class SmtpTransport:
         s = settings
         if s.security == "none" and not is_loopback(s.host):
             raise DeliveryError(
-                f'smtp.security = "none" would send mail and password in clear text to {s.host}',
-                hint='use security = "starttls" (usually port 587) or "tls" (port 465); '
-                '"none" is allowed only to a loopback address such as 127.0.0.1',
+                _('smtp.security = "none" would send mail and password in clear text to {host}')
+                .format(host=s.host),
+                hint=_('use security = "starttls" (usually port 587) or "tls" (port 465); '
+                       '"none" is allowed only to a loopback address such as 127.0.0.1'),
             )
         if s.username and not self._password:
             raise DeliveryError(
-                f"smtp.password_env: the environment variable {s.password_env or '(none)'} "
-                f"holding the password for smtp.username {s.username!r} is not set",
-                hint=f"export {s.password_env or 'GONGBAO_SMTP_PASSWORD'}=... before sending, "
-                "or set smtp.password_env to the variable that holds it",
+                _("smtp.password_env: the environment variable {variable} holding the "
+                  "password for smtp.username {username!r} is not set").format(
+                    variable=s.password_env or _("(none)"), username=s.username),
+                hint=_("export {variable}=... before sending, or set smtp.password_env to the "
+                       "variable that holds it").format(
+                    variable=s.password_env or "GONGBAO_SMTP_PASSWORD"),
             )
         self._tls: ssl.SSLContext | None = None
         if s.security != "none":
             if ca_file is not None and not ca_file.is_file():
                 raise DeliveryError(
-                    f"smtp.ca_file: no such file: {ca_file}",
-                    hint="point smtp.ca_file at the relay's CA certificate (PEM), "
-                    "or leave it empty to trust the system's certificates",
+                    _("smtp.ca_file: no such file: {path}").format(path=ca_file),
+                    hint=_("point smtp.ca_file at the relay's CA certificate (PEM), "
+                           "or leave it empty to trust the system's certificates"),
                 )
             try:
                 self._tls = ssl.create_default_context(
@@ -185,8 +189,9 @@ class SmtpTransport:
                 )
             except (ssl.SSLError, OSError) as exc:
                 raise DeliveryError(
-                    f"smtp.ca_file: {ca_file} is not a PEM certificate: {exc}",
-                    hint="point smtp.ca_file at the relay's CA certificate in PEM form",
+                    _("smtp.ca_file: {path} is not a PEM certificate: {reason}").format(
+                        path=ca_file, reason=exc),
+                    hint=_("point smtp.ca_file at the relay's CA certificate in PEM form"),
                 ) from None
 
     @classmethod
@@ -349,7 +354,7 @@ class SmtpTransport:
     @staticmethod
     def _rset(smtp: smtplib.SMTP) -> bool:
         try:
-            code, _ = smtp.rset()
+            code, _reply = smtp.rset()
         except (OSError, smtplib.SMTPException):
             smtp.close()
             return False
@@ -376,15 +381,16 @@ class SmtpTransport:
                     raise DeliveryError(exc.message, hint=exc.hint) from None
                 if attempt >= self.settings.max_attempts:
                     raise DeliveryError(
-                        f"{exc.message} (after {attempt} attempts)", hint=exc.hint
+                        _("{reason} (after {n} attempts)").format(reason=exc.message, n=attempt),
+                        hint=exc.hint,
                     ) from None
             if run.wait(self._pause(attempt)):
                 return None
 
     def _open(self) -> smtplib.SMTP:
         s = self.settings
-        where = f"the relay at {s.host}:{s.port}"
-        host_hint = "check smtp.host and smtp.port, and that the relay is running"
+        where = _("the relay at {host}:{port}").format(host=s.host, port=s.port)
+        host_hint = _("check smtp.host and smtp.port, and that the relay is running")
         smtp: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
@@ -398,9 +404,10 @@ class SmtpTransport:
             if s.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     raise DeliveryError(
-                        f'smtp.security = "starttls" but {where} does not offer STARTTLS',
-                        hint='use security = "tls" if this port speaks TLS from the start '
-                        "(usually 465), or check smtp.port",
+                        _('smtp.security = "starttls" but {relay} does not offer STARTTLS')
+                        .format(relay=where),
+                        hint=_('use security = "tls" if this port speaks TLS from the start '
+                               "(usually 465), or check smtp.port"),
                     )
                 smtp.starttls(context=self._tls)
                 smtp.ehlo()
@@ -413,66 +420,75 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             _quietly_close(smtp)
             raise DeliveryError(
-                f"{where} refused the login for smtp.username {s.username!r}: "
-                f"{exc.smtp_code} {_text(exc.smtp_error)}",
-                hint=f"check smtp.username and the password in ${s.password_env} "
-                "(named by smtp.password_env)",
+                _("{relay} refused the login for smtp.username {username!r}: {reply}").format(
+                    relay=where, username=s.username,
+                    reply=f"{exc.smtp_code} {_text(exc.smtp_error)}"),
+                hint=_("check smtp.username and the password in ${variable} "
+                       "(named by smtp.password_env)").format(variable=s.password_env),
             ) from None
         except UnicodeEncodeError:
             _quietly_close(smtp)
             raise DeliveryError(
-                "smtp.username or the password in smtp.password_env has characters outside "
-                "ASCII, which SMTP AUTH here cannot send",
-                hint=f"check smtp.username and ${s.password_env}",
+                _("smtp.username or the password in smtp.password_env has characters outside "
+                  "ASCII, which SMTP AUTH here cannot send"),
+                hint=_("check smtp.username and ${variable}").format(variable=s.password_env),
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             _quietly_close(smtp)
             raise DeliveryError(
-                f"{where} does not offer AUTH, so smtp.username cannot log in ({exc})",
-                hint='relays usually offer AUTH only over TLS: check smtp.security, or leave '
-                "smtp.username empty if the relay needs no login",
+                _("{relay} does not offer AUTH, so smtp.username cannot log in ({reason})")
+                .format(relay=where, reason=exc),
+                hint=_("relays usually offer AUTH only over TLS: check smtp.security, or leave "
+                       "smtp.username empty if the relay needs no login"),
             ) from None
         except ssl.SSLCertVerificationError as exc:
             _quietly_close(smtp)
             raise DeliveryError(
-                f"the TLS certificate of {where} did not verify: {exc.verify_message}",
-                hint="set smtp.ca_file to the CA certificate of a private relay, and check "
-                "that smtp.host is the name (or address) the certificate is for",
+                _("the TLS certificate of {relay} did not verify: {reason}").format(
+                    relay=where, reason=exc.verify_message),
+                hint=_("set smtp.ca_file to the CA certificate of a private relay, and check "
+                       "that smtp.host is the name (or address) the certificate is for"),
             ) from None
         except ssl.SSLError as exc:
             _quietly_close(smtp)
             raise DeliveryError(
-                f"TLS with {where} failed: {exc.reason or exc}",
-                hint='check smtp.security ("starttls" on 587, "tls" on 465) and smtp.port',
+                _("TLS with {relay} failed: {reason}").format(relay=where,
+                                                             reason=exc.reason or exc),
+                hint=_('check smtp.security ("starttls" on 587, "tls" on 465) and smtp.port'),
             ) from None
         except socket.gaierror as exc:
             _quietly_close(smtp)
             raise DeliveryError(
-                f"cannot find the relay host {s.host!r}: {exc.strerror}",
-                hint="check smtp.host",
+                _("cannot find the relay host {host!r}: {reason}").format(
+                    host=s.host, reason=exc.strerror),
+                hint=_("check smtp.host"),
             ) from None
         except smtplib.SMTPResponseException as exc:
             _quietly_close(smtp)
-            message = f"{where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
+            message = _("{relay} answered {reply}").format(
+                relay=where, reply=f"{exc.smtp_code} {_text(exc.smtp_error)}")
             if 400 <= exc.smtp_code < 500:
                 raise _Retry(message, host_hint) from None
             raise DeliveryError(message, hint=host_hint) from None
         except smtplib.SMTPServerDisconnected as exc:
             _quietly_close(smtp)
             raise _Retry(
-                f"{where} closed the connection before it was ready ({exc})",
-                'check smtp.port and smtp.security ("tls" for a port that speaks TLS at once)',
+                _("{relay} closed the connection before it was ready ({reason})").format(
+                    relay=where, reason=exc),
+                _('check smtp.port and smtp.security ("tls" for a port that speaks TLS at once)'),
                 network=True,
             ) from None
         except smtplib.SMTPException as exc:  # e.g. "No suitable authentication method found"
             _quietly_close(smtp)
             raise DeliveryError(
-                f"{where}: {exc}", hint="check smtp.username and smtp.security"
+                f"{where}: {exc}", hint=_("check smtp.username and smtp.security")
             ) from None
         except OSError as exc:  # refused, unreachable, timed out
             _quietly_close(smtp)
             raise _Retry(
-                f"cannot connect to {where}: {exc.strerror or exc}", host_hint, network=True
+                _("cannot connect to {relay}: {reason}").format(
+                    relay=where, reason=exc.strerror or exc),
+                host_hint, network=True,
             ) from None
 
     @staticmethod

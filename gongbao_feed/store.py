@@ -213,8 +213,9 @@ def _open_engine(url: str) -> Engine:
         raise _cannot_open(url, exc) from None
     except ModuleNotFoundError as exc:  # the driver the URL names is not installed
         raise StoreError(
-            f"the database driver for {make_url(url).drivername} is not installed ({exc.name})",
-            hint="for PostgreSQL: pip install 'gongbao-feed[postgres]' (psycopg 3)",
+            _("the database driver for {driver} is not installed ({module})").format(
+                driver=make_url(url).drivername, module=exc.name),
+            hint=_("for PostgreSQL: pip install 'gongbao-feed[postgres]' (psycopg 3)"),
         ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -224,8 +225,9 @@ def _open_engine(url: str) -> Engine:
 def _cannot_open(url: str, exc: SQLAlchemyError) -> StoreError:
     shown = make_url(url).render_as_string(hide_password=True)
     return StoreError(
-        f"cannot open the database {shown}: {exc.__class__.__name__}: {exc}",
-        hint="check [database] url in config.toml",
+        _("cannot open the database {database}: {reason}").format(
+            database=shown, reason=f"{exc.__class__.__name__}: {exc}"),
+        hint=_("check [database] url in config.toml"),
     )
 
 
@@ -401,10 +403,11 @@ class Store:
                 )
             ).all()
             if taken:
-                raise StoreError(f"article {taken[0].id} is already in an issue")
+                raise StoreError(_("article {id} is already in an issue").format(id=taken[0].id))
             later = select(issues_t.c.number).where(issues_t.c.number >= issue.number)
             if conn.execute(later).first():
-                raise StoreError(f"issue number {issue.number} is not after the last issue")
+                raise StoreError(_("issue number {number} is not after the last issue")
+                                 .format(number=issue.number))
             try:
                 conn.execute(
                     issues_t.insert().values(
@@ -422,8 +425,9 @@ class Store:
                 # PostgreSQL, several machines: another one recorded this number or
                 # these articles between the checks above and these inserts.
                 raise StoreError(
-                    f"issue {issue.number} was not recorded: the number or one of its "
-                    f"articles is taken, or an article is unknown ({exc.orig})"
+                    _("issue {number} was not recorded: the number or one of its "
+                      "articles is taken, or an article is unknown ({reason})")
+                    .format(number=issue.number, reason=exc.orig)
                 ) from None
             conn.execute(
                 articles_t.update()

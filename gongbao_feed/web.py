@@ -130,7 +130,7 @@ def safe_parts(url_path: str) -> tuple[str, ...] | None:
 def accepts_gzip(accept_encoding: str) -> bool:
     """True when the client lists gzip (or *) without q=0."""
     for item in accept_encoding.split(","):
-        name, _, params = item.strip().partition(";")
+        name, _sep, params = item.strip().partition(";")
         if name.strip().lower() not in ("gzip", "x-gzip", "*"):
             continue
         q = params.replace(" ", "").lower()
@@ -332,7 +332,7 @@ class PublicFiles:
         self._cache[path] = entry
         self._held += entry.weight
         while self._held > self.budget:
-            _, dropped = self._cache.popitem(last=False)
+            _key, dropped = self._cache.popitem(last=False)
             self._held -= dropped.weight
 
     @staticmethod
@@ -414,7 +414,7 @@ _PAGE_HEADERS = {
 
 def mask_address(email: str) -> str:
     """`w***@example.org`: enough for the reader to recognise, little for a shoulder-surfer."""
-    local, _, domain = email.rpartition("@")
+    local, _at, domain = email.rpartition("@")
     return f"{local[:1]}***@{domain}" if local else "***"
 
 
@@ -433,8 +433,9 @@ class Unsubscribe:
             where = getattr(exc, "filename", None) or UNSUBSCRIBE_TEMPLATE
             line = getattr(exc, "lineno", None)
             raise RenderError(
-                f"{where}{f', line {line}' if line else ''}: {exc.message or exc}",
-                hint="fix the template, or delete it to use the built-in one",
+                (_("{template}, line {line}: {reason}") if line else "{template}: {reason}")
+                .format(template=where, line=line, reason=exc.message or exc),
+                hint=_("fix the template, or delete it to use the built-in one"),
             ) from None
 
     def claims(self, token: str) -> tokens.TokenClaims | None:

@@ -19,6 +19,13 @@ from gongbao_feed.skeleton import init_folder
 
 from .pg import PgServer, PgUnavailable
 
+# Messages in English unless a test chooses a language (tests/test_i18n.py):
+# the tests that assert English text must not depend on the machine's locale.
+# Set here, at import, so every subprocess a test starts inherits it too.
+os.environ["LANG"] = "C.UTF-8"
+for _key in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    os.environ.pop(_key, None)
+
 # --hypothesis-profile=quick reports a failure without the (slow) shrinking.
 settings.register_profile("quick", phases=[Phase.explicit, Phase.generate])
 

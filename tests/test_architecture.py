@@ -158,8 +158,14 @@ def test_seam(graph: grimp.ImportGraph, importer: str, imported: str) -> None:
 
 
 def test_the_reader_imports_only_models(graph: grimp.ImportGraph) -> None:
-    """pages.py (the reader) stands alone: only the models, directly or by way of others."""
-    assert graph.find_upstream_modules(mod("pages")) == {mod("models")}
+    """pages.py (the reader) stands alone: only the models, directly or by way of others,
+    and i18n for the operator's language of its warnings."""
+    assert graph.find_upstream_modules(mod("pages")) == {mod("models"), mod("i18n")}
+
+
+def test_i18n_is_a_leaf(graph: grimp.ImportGraph) -> None:
+    """Every module may translate: i18n itself imports nothing of the package."""
+    assert graph.find_upstream_modules(mod("i18n")) == set()
 
 
 # -- the ledger is the deliveries table's one writer -----------------------------------------------

@@ -78,12 +78,13 @@ def test_an_empty_inbox_says_so_and_what_goes_there(workdir: Path, lang: str) ->
     code, out, err = run(workdir, "ingest")
     assert code == 0
     assert err == EMPTY_INBOX[lang].format(inbox=inbox)
-    assert out == "ingested: 0 new, 0 updated, 0 unchanged, 0 failed\n"
+    assert out == {"en": "ingested: 0 new, 0 updated, 0 unchanged, 0 failed\n",
+                   "zh": "收稿：新稿 0 篇，更新 0 篇，未变 0 篇，失败 0 个文件\n"}[lang]
 
     code, out, err = run(workdir, "ingest", "--json")  # stdout stays the stable JSON
     assert code == 0
     assert out == {"new": 0, "updated": 0, "unchanged": 0, "failed": [], "gone": []}
-    assert err == EMPTY_INBOX[lang].format(inbox=inbox)
+    assert err == EMPTY_INBOX["en"].format(inbox=inbox)  # --json runs in English throughout
 
 
 def test_a_missing_inbox_says_where_it_was_looked_for(workdir: Path, lang: str) -> None:
@@ -132,7 +133,8 @@ def test_a_send_with_no_members_says_how_to_add_them(workdir: Path, lang: str) -
     assert run(workdir, "assemble")[0] == 0
     code, out, err = run(workdir, "send")
     assert code == 0
-    assert out == "issue 1: 0 sent, 0 skipped, 0 failed\n"
+    assert out == {"en": "issue 1: 0 sent, 0 skipped, 0 failed\n",
+                   "zh": "第1期：发送 0 封，跳过 0 封，失败 0 封\n"}[lang]
     assert err == NO_MEMBERS[lang]
 
     code, out, err = run(workdir, "send", "--dry-run")
@@ -141,7 +143,7 @@ def test_a_send_with_no_members_says_how_to_add_them(workdir: Path, lang: str) -
 
     code, out, err = run(workdir, "send", "--json")
     assert out == {"issue": 1, "sent": 0, "skipped": 0, "failed": []}
-    assert err == NO_MEMBERS[lang]
+    assert err == NO_MEMBERS["en"]  # --json runs in English throughout
 
 
 def test_everyone_unsubscribed_is_no_members_too(workdir: Path) -> None:
@@ -342,8 +344,11 @@ def test_office_files_in_the_inbox_say_what_to_export(workdir: Path, lang: str) 
     assert code == 1  # a file failed
     assert isinstance(out, dict) and out["new"] == 9  # the good pages went in all the same
     failed = {Path(f["path"]).suffix[1:]: f["error"] for f in out["failed"]}
+    # --json is English in every locale: other tools read it.
+    assert failed == {kind: what for kind, (what, _) in OFFICE_IN_INBOX["en"].items()}
+    code, _out, err = run(workdir, "ingest")  # the operator's own language
+    assert code == 1
     expected = OFFICE_IN_INBOX[lang]
-    assert failed == {kind: what for kind, (what, _) in expected.items()}
     label = {"en": "  hint: ", "zh": "  提示："}[lang]
     for kind, (what, hint) in expected.items():
         name = next(inbox.glob(f"*.{kind}"))
@@ -383,8 +388,9 @@ def test_a_page_with_no_articles_fails_with_what_a_page_looks_like(
     blank.write_text("\n\n\f\n", "utf-8")
     code, out, err = run(workdir, "ingest")
     assert code == 1
-    assert out.endswith("1 failed\n")
-    assert f"{blank}: no articles found\n{HINT[lang]}{PAGE_SHAPE[lang]}\n" in err
+    assert out.endswith({"en": "1 failed\n", "zh": "失败 1 个文件\n"}[lang])
+    none_found = {"en": "no articles found", "zh": "没有找到稿件"}[lang]
+    assert f"{blank}: {none_found}\n{HINT[lang]}{PAGE_SHAPE[lang]}\n" in err
 
     code, out, err = run(workdir, "parse", str(blank))  # parse stores nothing: a warning
     assert code == 0 and out == ""
@@ -400,7 +406,8 @@ def test_a_page_without_a_headline_warns_with_what_a_page_looks_like(
     page.write_text(HEADLESS, "utf-8")
     code, _, err = run(workdir, "ingest", str(page))
     assert code == 0  # read as one article, with a warning
-    assert f"warning: {page}: {PAGE_SHAPE[lang]}\n" in err
+    label = {"en": "warning: ", "zh": "警告："}[lang]
+    assert f"{label}{page}: {PAGE_SHAPE[lang]}\n" in err
 
     code, _, err = run(workdir, "parse", str(page))
     assert code == 0
@@ -434,10 +441,12 @@ def test_page_warnings_reach_the_service_log_once_with_the_file_name(
 
     service.ingest()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(m.startswith(f"ingest: {header}: line 1: ") and "'第3版 要闻'" in m
+    line_1 = {"en": "line 1: ", "zh": "第 1 行："}[lang]
+    assert any(m.startswith(f"ingest: {header}: {line_1}") and "'第3版 要闻'" in m
                for m in warnings), warnings
     assert f"ingest: {headless}: {PAGE_SHAPE[lang]}" in warnings
-    assert any(m.startswith(f"ingest: {blank}: no articles found [hint=") for m in warnings)
+    none_found = {"en": "no articles found", "zh": "没有找到稿件"}[lang]
+    assert any(m.startswith(f"ingest: {blank}: {none_found} [hint=") for m in warnings)
 
     caplog.clear()
     service.ingest()  # the same pages again: their warnings are not repeated ...

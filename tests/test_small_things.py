@@ -91,7 +91,8 @@ def test_one_article_is_one_article(workdir: Path, lang: str) -> None:
 
     code, out, _ = run(workdir, "status")
     assert code == 0
-    (last,) = [t for t in str(out).splitlines() if t.startswith("last issue")]
+    heading = {"en": "last issue", "zh": "最近一期"}[lang]
+    (last,) = [t for t in str(out).splitlines() if t.startswith(heading)]
     assert {"en": ", 1 article, made ", "zh": "1 篇稿件"}[lang] in last
     if lang == "en":
         assert "1 articles" not in str(out)
@@ -99,7 +100,7 @@ def test_one_article_is_one_article(workdir: Path, lang: str) -> None:
     code, out, _ = run(workdir, "parse", str(workdir / "inbox" / "2026-11-23-night-school.md"))
     assert code == 0
     assert str(out).rstrip().endswith(
-        {"en": "1 paragraph, 0 captions", "zh": "1 段, 0 条图片说明"}[lang]
+        {"en": "1 paragraph, 0 captions", "zh": "正文 1 段，图片说明 0 条"}[lang]
     )
 
 

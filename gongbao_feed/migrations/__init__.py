@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from ..errors import StoreError
+from ..i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -44,7 +45,7 @@ VERSIONS = HERE / "versions"
 VERSION_TABLE = "alembic_version"
 BASELINE = "0001"  # release 0.1's schema, which had no version table
 LEGACY_MARKER = "articles"  # a table every release has had
-UPGRADE_HINT = "run `gongbao-feed db upgrade` (back up the database first)"
+UPGRADE_HINT = N_("run `gongbao-feed db upgrade` (back up the database first)")
 # Serialises `db upgrade` runs on PostgreSQL (SQLite: BEGIN IMMEDIATE does it).
 _PG_LOCK_KEY = 0x6762_6664_6221  # "gbfdb!"
 
@@ -59,8 +60,14 @@ def revisions() -> tuple[str, ...]:
         m.group(1) for p in VERSIONS.iterdir() if (m := _REVISION_FILE.match(p.name))
     )
     if not found:
-        raise StoreError(f"no schema revisions in {VERSIONS}", hint="reinstall gongbao-feed")
+        raise StoreError(_("no schema revisions in {folder}").format(folder=VERSIONS),
+                         hint=_("reinstall gongbao-feed"))
     return tuple(found)
+
+
+def upgrade_hint() -> str:
+    """UPGRADE_HINT in the operator's language."""
+    return _(UPGRADE_HINT)
 
 
 def head() -> str:
@@ -93,14 +100,18 @@ class SchemaState:
 
     def describe(self) -> str:
         if self.empty:
-            return f"no schema yet (any command creates it at revision {self.head})"
+            return _("no schema yet (any command creates it at revision {head})").format(
+                head=self.head)
         if self.current:
-            return f"schema at revision {self.revision} (head)"
+            return _("schema at revision {revision} (head)").format(revision=self.revision)
         if not self.known:
-            return (f"schema at revision {self.revision}, unknown to this release "
-                    f"(its head is {self.head})")
-        note = ", made by release 0.1 (no version table)" if self.legacy else ""
-        return f"schema at revision {self.revision}{note}; head is {self.head}"
+            return _("schema at revision {revision}, unknown to this release "
+                     "(its head is {head})").format(revision=self.revision, head=self.head)
+        if self.legacy:
+            return _("schema at revision {revision}, made by release 0.1 (no version table); "
+                     "head is {head}").format(revision=self.revision, head=self.head)
+        return _("schema at revision {revision}; head is {head}").format(
+            revision=self.revision, head=self.head)
 
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "head": self.head, "current": self.current,
@@ -119,11 +130,13 @@ class SchemaReport:
     def lines(self) -> list[str]:
         """What changed, for stderr; `after.describe()` is the result."""
         if self.created:
-            return [f"created the schema at revision {self.after.revision}"]
+            return [_("created the schema at revision {revision}").format(
+                revision=self.after.revision)]
         out = []
         if self.before.legacy and self.applied:
-            out.append(f"recognised a database made by release 0.1: revision {BASELINE}")
-        out += [f"applied revision {rev}" for rev in self.applied]
+            out.append(_("recognised a database made by release 0.1: revision {revision}")
+                       .format(revision=BASELINE))
+        out += [_("applied revision {revision}").format(revision=rev) for rev in self.applied]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -147,8 +160,9 @@ def read_state(engine: Engine) -> SchemaState:
         return SchemaState(BASELINE if legacy else None, head(), legacy=legacy)
     if len(rows) > 1:
         raise StoreError(
-            f"the database {_name(engine)} has several schema versions: {', '.join(rows)}",
-            hint="it was upgraded by a branch of gongbao-feed; restore a backup",
+            _("the database {database} has several schema versions: {versions}").format(
+                database=_name(engine), versions=", ".join(rows)),
+            hint=_("it was upgraded by a branch of gongbao-feed; restore a backup"),
         )
     return SchemaState(rows[0] if rows else None, head())
 
@@ -280,27 +294,36 @@ def _check_foreign_keys(conn: Connection) -> None:
         return
     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
     if broken:
-        table_name, rowid, parent, _ = broken[0]
+        table_name, rowid, parent, _fk = broken[0]
         raise StoreError(
-            f"the upgrade would leave {len(broken)} rows pointing at nothing "
-            f"(first: {table_name} row {rowid} → {parent}); nothing was changed",
-            hint="restore a backup, or repair those rows with sqlite3 and upgrade again",
+            ngettext("the upgrade would leave {n} row pointing at nothing "
+                     "(first: {table} row {rowid} → {parent}); nothing was changed",
+                     "the upgrade would leave {n} rows pointing at nothing "
+                     "(first: {table} row {rowid} → {parent}); nothing was changed",
+                     len(broken)).format(n=len(broken), table=table_name, rowid=rowid,
+                                         parent=parent),
+            hint=_("restore a backup, or repair those rows with sqlite3 and upgrade again"),
         )
 
 
 def _out_of_date(engine: Engine, state: SchemaState) -> StoreError:
-    where = f"the database {_name(engine)}"
+    where = _name(engine)
     if not state.known:
         return StoreError(
-            f"{where} is at schema revision {state.revision}, which this release does not "
-            f"know (its newest is {state.head}): a newer gongbao-feed has upgraded it",
-            hint="install that release of gongbao-feed (or a newer one)",
+            _("the database {database} is at schema revision {revision}, which this release "
+              "does not know (its newest is {head}): a newer gongbao-feed has upgraded it")
+            .format(database=where, revision=state.revision, head=state.head),
+            hint=_("install that release of gongbao-feed (or a newer one)"),
         )
-    made = " (made by release 0.1, no version table)" if state.legacy else ""
+    if state.legacy:
+        message = _("the database {database} is at schema revision {revision} (made by "
+                    "release 0.1, no version table); this release needs revision {head}")
+    else:
+        message = _("the database {database} is at schema revision {revision}; "
+                    "this release needs revision {head}")
     return StoreError(
-        f"{where} is at schema revision {state.revision}{made}; "
-        f"this release needs revision {state.head}",
-        hint=UPGRADE_HINT,
+        message.format(database=where, revision=state.revision, head=state.head),
+        hint=upgrade_hint(),
     )
 
 
