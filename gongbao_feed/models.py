@@ -194,7 +194,14 @@ class Article:
     issue: int | None = None
 
     def content(self) -> dict[str, Any]:
-        """The fields a reader sees; what the content hash is taken over."""
+        """The fields a reader sees; what the content hash is taken over.
+
+        Captions are hashed as shown, each with its photo credit. So an
+        article stored before captions kept their credits (`图为…。` and
+        photographers ["吴海峰"]) reads as changed, once, when its page is
+        read again: revision + 1 and a new updated time, which is also what
+        puts the credit into its stored caption. It is not mailed again.
+        """
         return {
             "title": self.title,
             "kicker": self.kicker,
