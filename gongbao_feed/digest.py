@@ -52,10 +52,16 @@ import wcwidth
 from . import headers, tokens, urls
 from .config import Config
 from .errors import DeliveryError, RenderError
-from .fragments import clean_article, credit_line, display_date, display_subtitle
+from .fragments import (
+    clean_article,
+    credit_line,
+    display_date,
+    display_subtitle,
+    printed_captions,
+)
 from .i18n import _
 from .mail import Message
-from .models import Article, Byline, Issue, Member
+from .models import Article, Issue, Member
 
 #: Plain-text lines are at most this many display columns (36 CJK characters).
 TEXT_WIDTH = 72
@@ -132,11 +138,13 @@ def digest_context(issue: Issue, articles: Sequence[Article], config: Config) ->
             "title": a.title,
             "subtitle": display_subtitle(a.subtitle or ""),
             "dateline": a.dateline or "",
-            "byline": credit_line(_writers(a.byline)),
+            "byline": credit_line(a.byline),
             "lead": paragraphs[0] if paragraphs else "",
             "rest": paragraphs[1:],
-            "captions": list(a.captions),
-            "photo_credits": credit_line(Byline(photographers=a.byline.photographers)),
+            "captions": list(printed_captions(a)),
+            # Credits now stand in the captions; kept empty for templates that
+            # `init` wrote before, which print it under the captions.
+            "photo_credits": "",
             "url": urls.article_url(config, a.id),
         })
     titles = "；".join(v["title"] for v in views[:3])
@@ -155,11 +163,6 @@ def digest_context(issue: Issue, articles: Sequence[Article], config: Config) ->
         "member_email": SLOT_EMAIL,
         "unsubscribe_url": SLOT_UNSUBSCRIBE,
     }
-
-
-def _writers(byline: Byline) -> Byline:
-    """The byline above an article; photographers are credited below it."""
-    return Byline(byline.reporters, byline.correspondents, byline.interns)
 
 
 def subject_line(issue: Issue, config: Config) -> str:

@@ -117,14 +117,16 @@ def newest_first(articles: Sequence[Article], tz: tzinfo) -> list[Article]:
 
 
 def people(byline: Byline) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(authors, contributors): reporters write the piece, the rest contribute.
+    """(authors, contributors): reporters write the piece and photographers take
+    its pictures, so both are authors; correspondents and interns contribute.
 
-    With no reporter credited, everyone credited is an author.
+    With no reporter credited, everyone credited is an author. How each
+    photo credit reads (通讯员 吴海峰 摄) is in the captions of the content.
     """
     names = byline.names()
     if not byline.reporters:
         return names, ()
-    authors = tuple(dict.fromkeys(byline.reporters))
+    authors = tuple(dict.fromkeys(byline.reporters + byline.photographers))
     return authors, tuple(n for n in names if n not in authors)
 
 

@@ -20,7 +20,7 @@ from datetime import date
 
 from markupsafe import Markup, escape
 
-from .models import ROLE_LABELS, Article, Byline
+from .models import ROLE_LABELS, Article, Byline, photo_credit, with_credit
 
 # C0 controls but tab, LF and CR; DEL and the C1 block (legal XML but never
 # text, and an error in HTML); lone surrogates; the two non-characters.
@@ -84,18 +84,57 @@ def display_subtitle(subtitle: str) -> str:
     return SUBTITLE_DASH + text if text else ""
 
 
+#: The roles a byline (above the text) credits. Photographers are credited
+#: with their pictures instead: see `printed_captions`.
+BYLINE_ROLES = ("reporters", "correspondents", "interns")
+
+
 def credit_groups(byline: Byline) -> list[tuple[str, tuple[str, ...]]]:
-    """(label, names) for each role that has names: 记者, 通讯员, 实习生, 摄影."""
+    """(label, names) for each byline role that has names: 记者, 通讯员, 实习生."""
     return [
-        (label, names) for role, label in ROLE_LABELS.items() if (names := getattr(byline, role))
+        (ROLE_LABELS[role], names) for role in BYLINE_ROLES if (names := getattr(byline, role))
     ]
 
 
 def credit_line(byline: Byline) -> str:
-    """Plain-text credits as a Chinese reader expects them: 记者 张三、李四　通讯员 王五."""
+    """Plain-text credits as a Chinese reader expects them: 记者 张三、李四　通讯员 王五.
+
+    The writers only; a photographer's credit is printed with the caption.
+    """
     return ROLE_SEPARATOR.join(
         f"{label} {NAME_SEPARATOR.join(names)}" for label, names in credit_groups(byline)
     )
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def printed_captions(article: Article) -> tuple[str, ...]:
+    """The captions every rendering shows, each with its photo credit, as the paper prints it.
+
+    The one place that decides how a photo credit is shown: the archive,
+    the feeds and both parts of the digest call it. A caption read from a
+    page already carries its credit as printed (`图为…。通讯员 吴海峰 摄`,
+    `…。（张三 摄）`, or a photo news item's `本报记者 王某 摄` alone). A
+    photographer whom no caption names (a Markdown article's
+    `photographers`, an article stored before captions kept their credits)
+    is credited after the last caption (`图为…。吴海峰 摄`, by
+    `models.with_credit`), or on a line of its own when there is none.
+    Names are matched without spaces: layout pads 邓佳 to 邓　佳.
+    """
+    captions = list(article.captions)
+    shown = [_WHITESPACE.sub("", c) for c in captions]
+    missing = [
+        name for name in dict.fromkeys(article.byline.photographers)
+        if not any(_WHITESPACE.sub("", name) in c for c in shown)
+    ]
+    if missing:
+        credit = photo_credit(missing)
+        if captions:
+            captions[-1] = with_credit(captions[-1], credit)
+        else:
+            captions.append(credit)
+    return tuple(captions)
 
 
 def summary(article: Article, limit: int = 120) -> str:
@@ -122,6 +161,9 @@ def byline_html(byline: Byline) -> Markup:
 def article_html(article: Article, *, heading: int | None = 1) -> Markup:
     """The article as an HTML fragment: kicker, title, subtitle, byline, body, captions.
 
+    The byline credits the writers; photographers are credited in the
+    captions (`printed_captions`), as the paper prints them.
+
     `heading` is the level of the title's <hN>; None leaves the title out
     (a feed reader shows the entry title itself). Every piece of text goes
     through `escape`; nothing from the page can become markup.
@@ -133,7 +175,7 @@ def article_html(article: Article, *, heading: int | None = 1) -> Markup:
         parts.append(f'<h{heading:d} class="title">{escape(article.title)}</h{heading:d}>')
     if article.subtitle and (sub := display_subtitle(article.subtitle)):
         parts.append(f'<p class="subtitle">{escape(sub)}</p>')
-    if article.byline:
+    if credit_groups(article.byline):
         parts.append(f'<p class="byline">{byline_html(article.byline)}</p>')
     dateline = (
         f'<span class="dateline">{escape(article.dateline)}</span>' if article.dateline else ""
@@ -143,7 +185,7 @@ def article_html(article: Article, *, heading: int | None = 1) -> Markup:
     for i, para in enumerate(article.paragraphs):
         lead = dateline + ROLE_SEPARATOR if i == 0 and dateline else ""
         parts.append(f"<p>{lead}{escape(para)}</p>")
-    for caption in article.captions:
+    for caption in printed_captions(article):
         parts.append(f'<p class="caption">{escape(caption)}</p>')
     return Markup("\n".join(parts))
 
@@ -155,7 +197,7 @@ def toc_html(articles: Sequence[Article], href: Callable[[Article], str]) -> Mar
         line = Markup('<a href="{}">{}</a>').format(href(a), a.title)
         if a.kicker:
             line = Markup('<span class="kicker">{}</span> {}').format(a.kicker, line)
-        if a.byline:
-            line += Markup(' <span class="byline">{}</span>').format(credit_line(a.byline))
+        if credits := credit_line(a.byline):
+            line += Markup(' <span class="byline">{}</span>').format(credits)
         items.append(Markup("<li>{}</li>").format(line))
     return Markup('<ol class="toc">\n{}\n</ol>').format(Markup("\n").join(items))

@@ -58,6 +58,39 @@ ROLE_LABELS: dict[str, str] = {
 }
 
 
+#: What ends a photo credit as a newspaper prints it: 通讯员 吴海峰 摄.
+PHOTO_CREDIT_MARK = "摄"
+#: Between a caption that does not end a sentence and the credit after it.
+CREDIT_GAP = "\u3000"
+_CAPTION_ENDS = "。！？!?…”’」』）)"
+
+
+def photo_credit(names: tuple[str, ...] | list[str]) -> str:
+    """A credit for photographers known only by name: `张三 摄`, `张三、李四 摄`.
+
+    Used where nothing printed the credit (a Markdown article's
+    `photographers`, an article stored before captions kept their credits);
+    a credit read from a page is kept as the page printed it.
+    """
+    return f"{'、'.join(names)} {PHOTO_CREDIT_MARK}" if names else ""
+
+
+def with_credit(caption: str, credit: str) -> str:
+    """A caption and its photo credit as one line, the way the paper sets them.
+
+    `图为…。` + `通讯员 吴海峰 摄` → `图为…。通讯员 吴海峰 摄`: after a
+    sentence end the credit follows directly; after anything else a
+    full-width space sets it apart. The one rule for joining the two, used by
+    the reader (a credit printed on the line under its caption) and by every
+    renderer (`fragments.printed_captions`).
+    """
+    caption, credit = caption.rstrip(), credit.strip()
+    if not caption or not credit:
+        return caption or credit
+    gap = "" if caption.endswith(tuple(_CAPTION_ENDS)) else CREDIT_GAP
+    return caption + gap + credit
+
+
 def article_id(day: date, title: str) -> str:
     """A stable id: the same headline on the same day is the same article.
 
@@ -133,6 +166,13 @@ class Article:
 
     The last five fields are filled in by the store; a reader leaves them at
     their defaults.
+
+    `captions`: each caption as the page prints it, photo credit included
+    (`图为…。通讯员 吴海峰 摄`), or a credit alone for a photo news item;
+    `byline.photographers` names the photographers (names only). Renderers
+    show captions through `fragments.printed_captions`, which also credits a
+    photographer no caption names (Markdown articles, rows stored before
+    captions kept their credits).
     """
 
     id: str
@@ -154,7 +194,14 @@ class Article:
     issue: int | None = None
 
     def content(self) -> dict[str, Any]:
-        """The fields a reader sees; what the content hash is taken over."""
+        """The fields a reader sees; what the content hash is taken over.
+
+        Captions are hashed as shown, each with its photo credit. So an
+        article stored before captions kept their credits (`图为…。` and
+        photographers ["吴海峰"]) reads as changed, once, when its page is
+        read again: revision + 1 and a new updated time, which is also what
+        puts the credit into its stored caption. It is not mailed again.
+        """
         return {
             "title": self.title,
             "kicker": self.kicker,

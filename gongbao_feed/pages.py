@@ -30,7 +30,7 @@ from datetime import date
 from enum import Enum
 
 from .i18n import _
-from .models import Article, Byline, article_id
+from .models import Article, Byline, article_id, with_credit
 
 # ---------------------------------------------------------------------------
 # Bytes to text
@@ -793,6 +793,14 @@ def _article(
     the next body unit, and so does one whose next unit starts with
     punctuation no paragraph starts with (”她说…), and, on an indented page,
     one whose next line is flush left.
+
+    Captions keep their photo credits as printed (`图为…。通讯员 吴海峰 摄`,
+    `图为…。（张三 摄）`): the role is part of the credit, and a credit belongs
+    with its picture, not in the byline. A credit on the line under its
+    caption is joined to it (`models.with_credit`); a credit with no caption
+    above it (a photo news item's `本报记者 甲乙 摄`, alone or glued to its one
+    paragraph) is a caption of its own. `byline.photographers` names the same
+    people, names only, for the feeds' authors.
     """
     kicker, title, subtitle = headline_parts([u.text for u in head])
     roles: dict[str, list[str]] = {}
@@ -801,6 +809,7 @@ def _article(
     captions: list[str] = []
     paragraphs: list[str] = []
     open_para = False  # is the last paragraph waiting for its continuation?
+    uncredited: int | None = None  # the caption just read, if no credit followed it yet
 
     for u in body:
         if u.kind is Kind.BYLINE and not paragraphs and not roles:
@@ -811,20 +820,32 @@ def _article(
             and body[1].kind is Kind.LEAD and _caption_like(u)
         ):
             captions.append(u.text)  # a caption set between the headline and the lead
+            uncredited = 0
             continue
         text = u.text
+        after_caption, uncredited = uncredited, None
         if u.kind is Kind.CAPTION:
             caption, names = split_credit(text) or (text, [])
             photographers.extend(n for n in names if n not in photographers)
             # Photo news: its one body line carries the credit (…叫好。本报记者 甲乙 摄),
-            # and so does the last piece of a paragraph cut by a column break.
+            # and so does the last piece of a paragraph cut by a column break. The
+            # text is body; the credit, as printed, is the item's caption.
             if caption and names and not _CAPTION_START.match(caption) and (
                 open_para or not paragraphs or _CONTINUES.match(caption)
             ):
+                captions.append(text[len(caption):].strip(_SPACE))
                 text = caption
+            elif caption and not names and not _ORG_CREDIT.match(text):
+                captions.append(caption)  # a caption whose credit may follow on its own
+                uncredited = len(captions) - 1
+                continue
             else:
-                if caption:
-                    captions.append(caption)
+                # A caption with its credit, kept as printed; or a credit alone (通讯员
+                # 王五 摄, 某某供图), which belongs to the caption right above it.
+                if after_caption is not None and (caption is None or not names):
+                    captions[after_caption] = with_credit(captions[after_caption], text)
+                else:
+                    captions.append(text)
                 continue
         runs_on = (
             indented

@@ -91,8 +91,9 @@ def test_article_page_shows_the_article_and_links_its_issue(site: Newsroom) -> N
     blocks = dict(html_blocks(html).blocks)
     assert blocks["h1.title"] == article.title
     assert blocks["p.subtitle"] == article.subtitle
-    assert blocks["p.byline"] == "记者 周文涛　通讯员 孙丽　摄影 孙丽"
-    assert blocks["p.caption"] == article.captions[0]
+    # issue 15: the credit stays with its caption, role kept, as the paper prints it
+    assert blocks["p.byline"] == "记者 周文涛　通讯员 孙丽"
+    assert blocks["p.caption"] == "图为职工在调试自制工装。通讯员 孙丽 摄"
     assert body_texts(html)[1:] == list(article.paragraphs[1:])
     assert f'href="../issues/0001.html#{article.id}"' in html
     assert f'<link rel="canonical" href="{BASE}articles/{article.id}.html">' in html

@@ -270,8 +270,11 @@ def test_html_is_inlined_and_keeps_only_media_queries_in_style(room: Newsroom) -
                                                       for a in arts]
     first = doc.find_class("article")[0].text_content()
     for piece in ("聚焦民生", arts[0].title, "覆盖全市百万职工", "记者 林晓　通讯员 郑凯、何清",
-                  arts[0].paragraphs[1][:20], "职工在驿站休息。", "摄影 吴峰", "阅读全文"):
+                  arts[0].paragraphs[1][:20], "阅读全文"):
         assert piece in first
+    # A photographer the caption does not name is credited after it, not in the byline.
+    assert [p.text_content() for p in doc.find_class("caption")][:1] == ["职工在驿站休息。吴峰 摄"]
+    assert "摄影" not in first
     footer = doc.find_class("footer")[0]
     assert "您收到这封邮件，是因为 a@example.com 订阅了《职工时报》电子版" in footer.text_content()
     assert any(a.get("href", "").startswith("https://news.example.org/unsubscribe/")

@@ -123,7 +123,7 @@ def test_stray_control_characters_never_reach_the_xml(tmp_path: Path) -> None:
     entry = feedparser.parse(files["atom.xml"]).entries[0]
     assert entry.title == "标题里有控制符"
     assert body_texts(entry.content[0].value) == ["第一段正文，含<b>与&amp;。", "第二段完。"]
-    assert entry.author == "张三"
+    assert [a.name for a in entry.authors] == ["张三", "李四"]
     item = json.loads(files["feed.json"])["items"][0]
     assert item["title"] == "标题里有控制符"
 
@@ -236,17 +236,18 @@ def test_atom_entries_carry_people_times_category(tmp_path: Path) -> None:
     entry = etree.fromstring(files["atom.xml"]).find("atom:entry", NS)
     assert entry.findtext("atom:published", namespaces=NS) == "2026-03-02T09:00:00+08:00"
     assert entry.findtext("atom:updated", namespaces=NS) == "2026-03-02T14:00:00+08:00"
+    # The photographer is an author (of the pictures); the correspondent contributes.
     assert [a.findtext("atom:name", namespaces=NS) for a in entry.findall("atom:author", NS)] \
-        == ["周文涛"]
+        == ["周文涛", "何清"]
     assert [c.findtext("atom:name", namespaces=NS)
-            for c in entry.findall("atom:contributor", NS)] == ["孙丽", "何清"]
+            for c in entry.findall("atom:contributor", NS)] == ["孙丽"]
     assert entry.find("atom:content", NS).get("type") == "html"
     assert entry.findtext("atom:summary", namespaces=NS) == "书屋藏书三千册。"
     assert entry.find("atom:summary", NS).get("type") == "html"
     assert entry.find("atom:category", NS).get("term") == "要闻"
     item = etree.fromstring(files["feed.xml"]).find("channel/item")
     assert item.findtext("category") == "要闻"
-    assert [c.text for c in item.findall("dc:creator", NS)] == ["周文涛", "孙丽", "何清"]
+    assert [c.text for c in item.findall("dc:creator", NS)] == ["周文涛", "何清", "孙丽"]
     assert json.loads(files["feed.json"])["items"][0]["tags"] == ["要闻"]
 
 

@@ -405,7 +405,8 @@ def test_credits_belong_to_the_article_above() -> None:
     )
     a, b, c = parse_page(page, DAY).articles
     assert a.byline.photographers == ("李四",) and a.paragraphs == ("甲文正文。",)
-    assert b.byline.photographers == ("赵六",) and b.captions == ("图为乙文的照片。",)
+    assert a.captions == ("通讯员 李四 摄",)
+    assert b.byline.photographers == ("赵六",) and b.captions == ("图为乙文的照片。赵六 摄",)
     assert c.byline == Byline(reporters=("钱七",))
     assert c.captions == () and c.paragraphs == ("丙文正文。",)
 

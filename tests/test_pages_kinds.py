@@ -69,7 +69,7 @@ def test_photo_news_with_its_credit_at_the_end_of_its_body_line(page: str) -> No
     assert art.title == "车间里的练兵场"
     assert art.byline == Byline(photographers=("吴二", "郑三"))
     assert art.paragraphs == ("9月5日，南桥机械厂钳工在车间比武，工友们围观叫好。",)
-    assert art.captions == ()
+    assert art.captions == ("本报记者 吴二 本报通讯员 郑三 摄",)  # the credit, as printed
 
 
 @pytest.mark.parametrize("page", layouts(ISSUE_BRIEF))
@@ -146,8 +146,10 @@ def test_a_credit_in_parentheses_after_a_caption_and_a_photo_news_credit_alone()
         "码头上的“老师傅”\n\n9月3日，码头工人在检修吊机。\n\n本报记者 丙丁 本报通讯员 戊己 摄\n"
     )
     a, b = read(page)
-    assert a.captions == ("职工在夜校上课。",) and a.byline.photographers == ("甲乙",)
+    assert a.captions == ("职工在夜校上课。（本报记者 甲乙 摄）",)
+    assert a.byline.photographers == ("甲乙",)
     assert b.paragraphs == ("9月3日，码头工人在检修吊机。",)
+    assert b.captions == ("本报记者 丙丁 本报通讯员 戊己 摄",)
     assert b.byline == Byline(photographers=("丙丁", "戊己"))
 
 

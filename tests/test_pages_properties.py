@@ -299,6 +299,7 @@ def articles(draw: st.DrawFn, indented: bool) -> tuple[Expected, list[tuple[str,
         body[0] += "".join(draw(st.lists(words, min_size=3, max_size=8))) + "。"  # not a cry
     dateline: str | None = None
     prefix = tail = ""
+    photo_credit: list[str] = []
     photographers: list[str] = []
     blocks: list[tuple[str, list[str]]] = [("head", headline)]
     after_stop = True
@@ -330,6 +331,7 @@ def articles(draw: st.DrawFn, indented: bool) -> tuple[Expected, list[tuple[str,
         roles = nobody
         photographers = pool[:2]
         tail = f"本报记者 {_printed(draw, pool[0])} 本报通讯员 {_printed(draw, pool[1])} 摄"
+        photo_credit = [tail]  # the item's caption: its credit, as printed
     elif kind == "no_lead":
         roles = nobody
         if not indented:  # with no lead and no credit, a story opens with its time
@@ -366,22 +368,27 @@ def articles(draw: st.DrawFn, indented: bool) -> tuple[Expected, list[tuple[str,
                 pieces.append(tail)  # a column break just before （王五）
         blocks.append(("para", pieces))
 
-    captions: list[str] = []
+    # A caption keeps its credit as printed; a credit on the line under its caption
+    # joins it, and a credit alone is a caption of its own.
+    captions: list[str] = photo_credit
     for _ in range(draw(st.integers(0, 2)) if kind not in ("photo", "photo_glued") else 0):
         name = draw(st.sampled_from(pool[:1] + pool[-2:]))
         credit = f"{draw(st.sampled_from(['本报记者', '通讯员']))} {_printed(draw, name)} 摄"
         style = draw(st.sampled_from(["alone", "caption+credit", "caption/credit", "(credit)"]))
         if style == "alone":
             blocks.append(("credit", [credit]))
+            captions.append(credit)
         else:
             caption = "图为" + draw(words) + draw(words) + "。"
-            captions.append(caption)
             if style == "caption+credit":
                 blocks.append(("credit", [caption + credit]))
+                captions.append(caption + credit)
             elif style == "(credit)":
                 blocks.append(("credit", [f"{caption}（{credit}）"]))
+                captions.append(f"{caption}（{credit}）")
             else:
                 blocks += [("credit", [caption]), ("credit", [credit])]
+                captions.append(caption + credit)
         if name not in photographers:
             photographers.append(name)
     byline = {**roles, "photographers": photographers}
