@@ -22,7 +22,9 @@ import click
 
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
 from .deliver import SendReport
+from .editorial import correction_text, detail_lines
 from .errors import GongbaoError
+from .i18n import _
 from .ingest import publication_date, read_file
 from .migrations import UPGRADE_HINT
 from .publish import Newsroom
@@ -217,6 +219,93 @@ def serve(host: str | None, port: int | None, access_log: bool, config_path: Pat
 issue_option = click.option(
     "--issue", "number", type=click.IntRange(min=1), help="Issue number (default: the newest)."
 )
+
+
+@main.group()
+def articles() -> None:
+    """Articles as an editor sees them: list, show, withdraw, restore, note."""
+
+
+by_option = click.option(
+    "--by", default=None, metavar="NAME",
+    help="Who is doing this, for the record (default: the logged-in user).",
+)
+
+
+@articles.command("list")
+@click.option("--issue", "number", type=click.IntRange(min=1), help="Only this issue's articles.")
+@click.option("--section", default=None, help="Only the articles of this section.")
+@json_option
+@config_option
+@friendly
+def articles_list(number: int | None, section: str | None, as_json: bool,
+                  config_path: Path) -> None:
+    """Every article with its date, title, section, issue, status and revision."""
+    with open_newsroom(config_path) as room:
+        found = room.list_articles(issue=number, section=section)
+    if as_json:
+        emit([a.to_json() for a in found])
+        return
+    for a in found:
+        where = str(a.issue) if a.issue is not None else "-"
+        click.echo(f"{a.id}\t{a.status}\t{where}\tr{a.revision}\t{a.section or '-'}\t{a.title}")
+
+
+@articles.command("show")
+@click.argument("article_id", metavar="ID")
+@config_option
+@friendly
+def articles_show(article_id: str, config_path: Path) -> None:
+    """One article: headline, dateline, byline, issue, status, withdrawals, corrections."""
+    with open_newsroom(config_path) as room:
+        detail = room.article_detail(article_id)
+        lines = detail_lines(detail, room.config.tz)
+    click.echo("\n".join(lines))
+
+
+@articles.command("withdraw")
+@click.argument("article_id", metavar="ID")
+@click.option("--reason", required=True, help="Why; readers see it on the retraction notice.")
+@by_option
+@config_option
+@friendly
+def articles_withdraw(article_id: str, reason: str, by: str | None, config_path: Path) -> None:
+    """Withdraw an article (撤稿): out of every issue to come, or retracted if published."""
+    with open_newsroom(config_path) as room:
+        room.withdraw(article_id, reason, by=by)
+        article = room.store.article(article_id)
+    if article is not None and article.issue is not None:
+        click.echo(_("{id}: retracted from issue {n}; its page is a retraction notice, the feeds "
+                     "drop it (Atom keeps a tombstone), unsent digests leave it out").format(
+                         id=article_id, n=article.issue))
+    else:
+        click.echo(_("{id}: withdrawn; it will not go into any issue").format(id=article_id))
+
+
+@articles.command("restore")
+@click.argument("article_id", metavar="ID")
+@by_option
+@config_option
+@friendly
+def articles_restore(article_id: str, by: str | None, config_path: Path) -> None:
+    """Undo a withdrawal: the article is back where it was."""
+    with open_newsroom(config_path) as room:
+        room.restore(article_id, by=by)
+    click.echo(_("{id}: restored").format(id=article_id))
+
+
+@articles.command("note")
+@click.argument("article_id", metavar="ID")
+@click.argument("text")
+@by_option
+@config_option
+@friendly
+def articles_note(article_id: str, text: str, by: str | None, config_path: Path) -> None:
+    """The editor's words for a published article's correction note (更正)."""
+    with open_newsroom(config_path) as room:
+        correction = room.note(article_id, text, by=by)
+        line = correction_text(correction, room.config.tz)
+    click.echo(f"{article_id}: {line}")
 
 
 @main.group()
