@@ -16,15 +16,37 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from . import urls
 from .config import Config
+from .editorial import (
+    Correction,
+    Decisions,
+    Withdrawal,
+    correction_text,
+    corrections_html,
+    listed_in,
+    retraction_html,
+    retraction_text,
+)
 from .errors import RenderError
 from .fragments import article_html, clean_article, credit_line, display_date, xml_safe
 from .i18n import _
 from .models import Article, Issue
 
-TEMPLATES = {"index": "index.html.j2", "issue": "issue.html.j2", "article": "article.html.j2"}
+TEMPLATES = {
+    "index": "index.html.j2",
+    "issue": "issue.html.j2",
+    "article": "article.html.j2",
+    "retraction": "retraction.html.j2",
+}
+#: What marks a retraction notice's page (the page now at a withdrawn article's
+#: address): `serve` answers such a file with 410 Gone (web.py). Put into the
+#: <head> by the renderer, not the template, so a working folder's own template
+#: cannot lose it; nothing from an article can make it (all text is escaped).
+RETRACTED_MARKER = '<meta name="gongbao-feed-status" content="410 Gone">'
+_NOINDEX = '<meta name="robots" content="noindex">'
 STATIC = (urls.STYLESHEET_PATH,)
 
 #: The Content-Security-Policy of every archive page: its one stylesheet and
@@ -70,48 +92,78 @@ def environment(search_path: Sequence[Path]) -> jinja2.Environment:
 
 
 def render_archive(
-    issues: Sequence[Issue], articles: Sequence[Article], config: Config, env: jinja2.Environment
+    issues: Sequence[Issue],
+    articles: Sequence[Article],
+    config: Config,
+    env: jinja2.Environment,
+    decisions: Decisions | None = None,
 ) -> dict[str, bytes]:
-    """Every archive page, by its path under the public folder."""
+    """Every archive page, by its path under the public folder.
+
+    `decisions` (editorial.py): a withdrawn article's page becomes a
+    retraction notice and its issue lists it as withdrawn; a corrected
+    article carries its dated notes, and the next issue's page lists them.
+    """
+    decisions = decisions or Decisions()
     by_id = {a.id: clean_article(a) for a in articles}
     ordered = sorted(issues, key=lambda i: i.number)
+    listed = listed_in([c for cs in decisions.corrections.values() for c in cs], ordered)
     pages: dict[str, bytes] = {}
     for name in STATIC:
         pages[name] = _static(env, name)
     pages[urls.INDEX_PATH] = _page(
         env, "index", urls.INDEX_PATH, config,
-        issues=[_issue_view(i, by_id, urls.INDEX_PATH, toc=n == 0)
+        issues=[_issue_view(i, by_id, urls.INDEX_PATH, decisions, toc=n == 0)
                 for n, i in enumerate(reversed(ordered))],
     )
     for n, issue in enumerate(ordered):
         path = urls.issue_path(issue.number)
         neighbours = {
-            "previous": _issue_view(ordered[n - 1], by_id, path) if n else None,
-            "next": _issue_view(ordered[n + 1], by_id, path) if n + 1 < len(ordered) else None,
+            "previous": _issue_view(ordered[n - 1], by_id, path, decisions) if n else None,
+            "next": (_issue_view(ordered[n + 1], by_id, path, decisions)
+                     if n + 1 < len(ordered) else None),
         }
         pages[path] = _page(
             env, "issue", path, config,
-            issue=_issue_view(issue, by_id, path, toc=True),
-            articles=[_article_view(by_id[i], issue, path, config, 2)
+            issue=_issue_view(issue, by_id, path, decisions, toc=True),
+            articles=[_article_view(by_id[i], issue, path, config, 2, decisions)
                       for i in issue.article_ids if i in by_id],
+            corrections=[
+                _correction_view(c, by_id[c.article_id], path, config)
+                for c in listed.get(issue.number, ()) if c.article_id in by_id
+                and not decisions.is_withdrawn(c.article_id)
+            ],
             **neighbours,
         )
         for aid in issue.article_ids:
             if aid not in by_id:
                 continue
             apath = urls.article_path(aid)
+            withdrawal = decisions.withdrawn.get(aid)
+            if withdrawal is not None:
+                pages[apath] = _page(
+                    env, "retraction", apath, config,
+                    notice=_retraction_view(by_id[aid], withdrawal, config),
+                    issue=_issue_view(issue, by_id, apath, decisions),
+                )
+                continue
             pages[apath] = _page(
                 env, "article", apath, config,
-                article=_article_view(by_id[aid], issue, apath, config, 1),
-                issue=_issue_view(issue, by_id, apath),
+                article=_article_view(by_id[aid], issue, apath, config, 1, decisions),
+                issue=_issue_view(issue, by_id, apath, decisions),
             )
     return pages
 
 
 def _issue_view(
-    issue: Issue, by_id: Mapping[str, Article], here: str, toc: bool = False
+    issue: Issue, by_id: Mapping[str, Article], here: str, decisions: Decisions,
+    toc: bool = False,
 ) -> dict[str, Any]:
-    """An issue for a template; its table of contents only where the page shows one."""
+    """An issue for a template; its table of contents only where the page shows one.
+
+    `count` is the articles readers can still read; a withdrawn one stays in
+    the contents, marked `withdrawn`, so the issue shows what happened to it.
+    """
     held = [by_id[i] for i in issue.article_ids if i in by_id]
     return {
         "number": issue.number,
@@ -121,7 +173,7 @@ def _issue_view(
         # The default issue.title already holds the date: a list shows it once.
         "dated": display_date(issue.date) in issue.title,
         "href": urls.relative(here, urls.issue_path(issue.number)),
-        "count": len(held),
+        "count": sum(1 for a in held if not decisions.is_withdrawn(a.id)),
         "toc": [] if not toc else [
             {
                 "title": a.title,
@@ -129,6 +181,7 @@ def _issue_view(
                 "credits": credit_line(a.byline),
                 "href": urls.relative(here, urls.article_path(a.id)),
                 "anchor": a.id,
+                "withdrawn": decisions.is_withdrawn(a.id),
             }
             for a in held
         ],
@@ -136,17 +189,55 @@ def _issue_view(
 
 
 def _article_view(
-    article: Article, issue: Issue, here: str, config: Config, heading: int
+    article: Article, issue: Issue, here: str, config: Config, heading: int,
+    decisions: Decisions,
 ) -> dict[str, Any]:
+    """An article for a template. A withdrawn one's `html` is its retraction notice (so a
+    working folder's older issue template shows the notice, not the text); a corrected
+    one's ends with its correction notes."""
+    withdrawal = decisions.withdrawn.get(article.id)
+    notes = decisions.corrections.get(article.id, ())
+    if withdrawal is not None:
+        html = retraction_html(article, withdrawal, config.tz)
+    else:
+        html = article_html(article, heading=heading)
+        if notes:
+            html = html + Markup("\n") + corrections_html(notes, config.tz)
     return {
         "id": article.id,
         "title": article.title,
         "section": article.section,
         "date": display_date(article.date),
         "iso_date": article.date.isoformat(),
-        "html": article_html(article, heading=heading),
+        "html": html,
         "href": urls.relative(here, urls.article_path(article.id)),
         "issue_href": urls.relative(here, urls.issue_path(issue.number)) + f"#{article.id}",
+        "withdrawn": withdrawal is not None,
+        "corrections": [correction_text(c, config.tz) for c in notes] if not withdrawal else [],
+    }
+
+
+def _retraction_view(article: Article, withdrawal: Withdrawal, config: Config) -> dict[str, Any]:
+    """What a retraction notice shows: the title, the date of the withdrawal, the reason."""
+    when = withdrawal.when.astimezone(config.tz)
+    return {
+        "title": article.title,
+        "date": display_date(when.date()),
+        "iso_date": when.date().isoformat(),
+        "article_date": display_date(article.date),
+        "reason": xml_safe(withdrawal.reason).strip(),
+        "text": retraction_text(article, withdrawal, config.tz),
+    }
+
+
+def _correction_view(
+    correction: Correction, article: Article, here: str, config: Config
+) -> dict[str, Any]:
+    """A correction as the next issue's page lists it: the article linked, the note."""
+    return {
+        "title": article.title,
+        "href": urls.relative(here, urls.article_path(article.id)),
+        "text": correction_text(correction, config.tz),
     }
 
 
@@ -185,6 +276,8 @@ def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **conte
             f"templates/web/{name}: {exc}",
             hint=_("check the names the template uses against the built-in one"),
         ) from None
+    if kind == "retraction":
+        html = _in_head(html, RETRACTED_MARKER + "\n" + _NOINDEX)
     return with_policy(html).encode("utf-8")
 
 
@@ -197,6 +290,11 @@ def with_policy(html: str) -> str:
     opens the head for it (after its doctype, which must stay first).
     """
     meta = f'<meta http-equiv="Content-Security-Policy" content="{ARCHIVE_CSP}">'
+    return _in_head(html, meta)
+
+
+def _in_head(html: str, meta: str) -> str:
+    """`meta` as the first thing in the page's <head> (see `with_policy`)."""
     m = _HEAD.search(html) or _DOCTYPE.match(html)
     if m is None:
         return meta + "\n" + html

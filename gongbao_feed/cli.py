@@ -32,6 +32,7 @@ import click
 from .archive import RenderReport
 from .config import DEFAULT_CONFIG_NAME, Config, config_from_dict, load_config
 from .deliver import SendReport
+from .editorial import correction_text, detail_lines
 from .errors import GongbaoError
 from .i18n import N_, _, english, ngettext, use_for_click
 from .ingest import page_shape_hint, publication_date, read_file
@@ -376,6 +377,99 @@ def serve(host: str | None, port: int | None, access_log: bool, config_path: Pat
 issue_option = option(
     "--issue", "number", type=click.IntRange(min=1), help=N_("Issue number (default: the newest).")
 )
+
+
+@main.group(help=N_("Articles as an editor sees them: list, show, withdraw, restore, note."))
+def articles() -> None:
+    pass
+
+
+by_option = option(
+    "--by", default=None, metavar="NAME",
+    help=N_("Who is doing this, for the record (default: the logged-in user)."),
+)
+
+
+@articles.command("list", help=N_(
+    "Every article with its date, title, section, issue, status and revision."
+))
+@option("--issue", "number", type=click.IntRange(min=1), help=N_("Only this issue's articles."))
+@option("--section", default=None, help=N_("Only the articles of this section."))
+@json_option
+@config_option
+@friendly
+def articles_list(number: int | None, section: str | None, as_json: bool,
+                  config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        found = room.list_articles(issue=number, section=section)
+    if as_json:
+        emit([a.to_json() for a in found])
+        return
+    for a in found:
+        where = str(a.issue) if a.issue is not None else "-"
+        click.echo(f"{a.id}\t{a.status}\t{where}\tr{a.revision}\t{a.section or '-'}\t{a.title}")
+
+
+@articles.command("show", help=N_(
+    "One article: headline, dateline, byline, issue, status, withdrawals, corrections."
+))
+@click.argument("article_id", metavar="ID")
+@config_option
+@friendly
+def articles_show(article_id: str, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        detail = room.article_detail(article_id)
+        lines = detail_lines(detail, room.config.tz)
+    click.echo("\n".join(lines))
+
+
+@articles.command("withdraw", help=N_(
+    "Withdraw an article (撤稿): out of every issue to come, or retracted if published."
+))
+@click.argument("article_id", metavar="ID")
+@option("--reason", required=True,
+        help=N_("Why; readers see it on the retraction notice."))
+@by_option
+@config_option
+@friendly
+def articles_withdraw(article_id: str, reason: str, by: str | None, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        room.withdraw(article_id, reason, by=by)
+        article = room.store.article(article_id)
+    if article is not None and article.issue is not None:
+        click.echo(_("{id}: retracted from issue {n}; its page is a retraction notice, the feeds "
+                     "drop it (Atom keeps a tombstone), unsent digests leave it out").format(
+                         id=article_id, n=article.issue))
+    else:
+        click.echo(_("{id}: withdrawn; it will not go into any issue").format(id=article_id))
+
+
+@articles.command("restore", help=N_(
+    "Undo a withdrawal: the article is back where it was."
+))
+@click.argument("article_id", metavar="ID")
+@by_option
+@config_option
+@friendly
+def articles_restore(article_id: str, by: str | None, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        room.restore(article_id, by=by)
+    click.echo(_("{id}: restored").format(id=article_id))
+
+
+@articles.command("note", help=N_(
+    "The editor's words for a published article's correction note (更正)."
+))
+@click.argument("article_id", metavar="ID")
+@click.argument("text")
+@by_option
+@config_option
+@friendly
+def articles_note(article_id: str, text: str, by: str | None, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        correction = room.note(article_id, text, by=by)
+        line = correction_text(correction, room.config.tz)
+    click.echo(f"{article_id}: {line}")
 
 
 @main.group(help=N_("The member list the digests go to: import, add, remove, list."))

@@ -32,11 +32,13 @@ from datetime import UTC, datetime, time, tzinfo
 from typing import Any
 
 from feedgen.feed import FeedGenerator
-from markupsafe import escape
+from lxml import etree
+from markupsafe import Markup, escape
 
 from . import urls
 from .assemble import publication_order
 from .config import Config
+from .editorial import Decisions, corrections_html, last_changed, retraction_text
 from .fragments import article_html, clean_article, summary, toc_html, xml_safe
 from .models import Article, Byline, Issue
 
@@ -130,25 +132,48 @@ def people(byline: Byline) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return authors, tuple(n for n in names if n not in authors)
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """An RFC 6721 `at:deleted-entry`: the entry `ref` (its atom:id) was withdrawn `when`."""
+
+    ref: str
+    when: datetime
+    comment: str
+
+
 def entries(
-    articles: Sequence[Article], config: Config, ids: FeedIds | None = None
+    articles: Sequence[Article],
+    config: Config,
+    ids: FeedIds | None = None,
+    decisions: Decisions | None = None,
 ) -> list[Entry]:
-    """The newest `feed.max_items` articles as feed entries, newest first."""
+    """The newest `feed.max_items` articles not withdrawn, as feed entries, newest first.
+
+    A corrected article's content ends with its correction notes, and its
+    `updated` is the latest of its change and its notes.
+    """
     tz = config.tz
     known = ids.articles if ids is not None else {}
-    chosen = newest_first(articles, tz)[: config.feed.max_items]
+    decisions = decisions or Decisions()
+    live = [a for a in articles if not decisions.is_withdrawn(a.id)]
+    chosen = newest_first(live, tz)[: config.feed.max_items]
     out = []
     for raw in chosen:
         a = clean_article(raw)
         authors, contributors = people(a.byline)
+        notes = decisions.corrections.get(a.id, ())
+        html = article_html(a, heading=None)
+        if notes:
+            html = html + Markup("\n") + corrections_html(notes, tz)
+        changed = last_changed(raw, notes)
         out.append(
             Entry(
                 article=a,
                 id=known.get(a.id) or urls.article_tag(config, a.id, a.date),
                 url=urls.article_url(config, a.id),
                 published=published_at(a, tz),
-                updated=updated_at(a, tz),
-                html=str(article_html(a, heading=None)),
+                updated=whole_seconds(changed.astimezone(tz)) if changed else updated_at(a, tz),
+                html=str(html),
                 summary=summary(a),
                 authors=authors,
                 contributors=contributors,
@@ -157,21 +182,54 @@ def entries(
     return out
 
 
+def tombstones(
+    articles: Sequence[Article],
+    config: Config,
+    ids: FeedIds | None = None,
+    decisions: Decisions | None = None,
+) -> list[Tombstone]:
+    """A tombstone for each withdrawn article that would still be in the feed had it not
+    been withdrawn: among the newest `feed.max_items` of all published articles. So a
+    reader that holds the entry learns it is gone, for as long as it could hold it."""
+    if decisions is None or not decisions.withdrawn:
+        return []
+    tz = config.tz
+    known = ids.articles if ids is not None else {}
+    window = newest_first(articles, tz)[: config.feed.max_items]
+    out = []
+    for a in window:
+        withdrawal = decisions.withdrawn.get(a.id)
+        if withdrawal is None:
+            continue
+        out.append(Tombstone(
+            ref=known.get(a.id) or urls.article_tag(config, a.id, a.date),
+            when=whole_seconds(withdrawal.when.astimezone(tz)),
+            comment=retraction_text(a, withdrawal, tz),
+        ))
+    return out
+
+
 def render_feeds(
     articles: Sequence[Article],
     issues: Sequence[Issue],
     config: Config,
     ids: FeedIds | None = None,
+    decisions: Decisions | None = None,
 ) -> dict[str, bytes]:
     """Every feed file, by its path under the public folder.
 
     `ids`: the stored ids (see `FeedIds`); None mints them all from the
-    current base URL, which only a first render may do.
+    current base URL, which only a first render may do. `decisions`: the
+    editor's withdrawals and corrections (editorial.py): a withdrawn article
+    leaves every feed, Atom keeps a tombstone for it, a correction's note
+    ends its entry.
     """
     ids = mint_ids(articles, issues, config, ids or FeedIds())
-    items = entries(articles, config, ids)
-    rss, atom = rss_and_atom(items, config, ids.feeds["atom"])
-    by_id = {a.id: a for a in articles}
+    items = entries(articles, config, ids, decisions)
+    gone = tombstones(articles, config, ids, decisions)
+    rss, atom = rss_and_atom(items, config, ids.feeds["atom"], gone)
+    withdrawn = decisions.withdrawn if decisions is not None else {}
+    by_id = {a.id: a for a in articles if a.id not in withdrawn}
     return {
         urls.FEED_FILES["rss"]: rss,
         urls.FEED_FILES["atom"]: atom,
@@ -207,18 +265,24 @@ def _links(fg: FeedGenerator, config: Config, kind: str, home: str) -> None:
 
 
 def rss_and_atom(
-    items: Sequence[Entry], config: Config, feed_id: str | None = None
+    items: Sequence[Entry],
+    config: Config,
+    feed_id: str | None = None,
+    gone: Sequence[Tombstone] = (),
 ) -> tuple[bytes, bytes]:
     """RSS 2.0 and Atom 1.0 from one generator: same entries, same order.
 
-    `feed_id`: the Atom feed's stored id (default: its URL now).
+    `feed_id`: the Atom feed's stored id (default: its URL now). `gone`:
+    RFC 6721 tombstones for the Atom feed (RSS has no such thing; the entry
+    simply leaves it). A withdrawal changes the feed, so its time counts
+    towards the feed's `updated` and `lastBuildDate`.
     """
     paper = config.paper
     fg = _generator(
         config, feed_id or urls.feed_url(config, "atom"), paper.name, paper.description
     )
     fg.load_extension("dc", atom=False, rss=True)
-    newest = _newest([e.updated for e in items], config.tz)
+    newest = _newest([e.updated for e in items] + [t.when for t in gone], config.tz)
     fg.updated(newest)
     fg.lastBuildDate(newest)
     for e in items:
@@ -243,10 +307,46 @@ def rss_and_atom(
         if names:
             fe.dc.dc_creator(list(names))
     _links(fg, config, "atom", urls.site(config))
-    atom = fg.atom_str(pretty=True)
+    atom = with_tombstones(fg.atom_str(pretty=True), gone)
     _links(fg, config, "rss", urls.site(config))
     rss = _hex_references(fg.rss_str(pretty=True))
     return rss, atom
+
+
+#: RFC 6721, "The Atom 'deleted-entry' Element".
+TOMBSTONES_NS = "http://purl.org/atompub/tombstones/1.0"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+
+
+def with_tombstones(atom: bytes, gone: Sequence[Tombstone]) -> bytes:
+    """The Atom document with an `at:deleted-entry` per tombstone (RFC 6721 §2).
+
+    feedgen has no tombstone extension (its extensions add to entries, not
+    to the feed), so the elements are added to its output with lxml, which
+    escapes the comment's text. They go before the first entry: RFC 4287's
+    RELAX NG schema (§B) admits foreign elements at feed level in the
+    metadata, ahead of atom:entry, and RFC 6721 lets them stand anywhere
+    among the feed's children, so that place satisfies both. `ref` is the
+    withdrawn entry's atom:id, `when` an RFC 3339 time, the reason an
+    `at:comment` in the paper's language. No tombstone: the bytes unchanged.
+    """
+    if not gone:
+        return atom
+    root = etree.fromstring(atom, etree.XMLParser(remove_blank_text=True, resolve_entities=False))
+    first = root.find(f"{{{ATOM_NS}}}entry")
+    at = f"{{{TOMBSTONES_NS}}}"
+    for stone in gone:
+        element = etree.Element(f"{at}deleted-entry", nsmap={"at": TOMBSTONES_NS})
+        element.set("ref", stone.ref)
+        element.set("when", stone.when.isoformat())
+        comment = etree.SubElement(element, f"{at}comment")
+        comment.text = xml_safe(stone.comment)
+        if first is not None:
+            first.addprevious(element)
+        else:
+            root.append(element)
+    etree.cleanup_namespaces(root, top_nsmap={"at": TOMBSTONES_NS})
+    return bytes(etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=True))
 
 
 # RSS plain-text elements, whose text never holds a raw "<" once serialised.

@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import PageError, StoreError
 from .handwritten import FrontMatterError, parse_markdown
 from .i18n import _
+from .models import take_correction
 from .pages import DecodeError, ParsedPage, decode_page, parse_page
 from .store import Store
 
@@ -119,14 +120,18 @@ def read_file(path: Path, day: date) -> ParsedPage:
     try:
         text = decode_page(data)
         if path.suffix.lower() in MARKDOWN_SUFFIXES:
-            return parse_markdown(text, day, source=path.name)
-        return parse_page(text, day, source=path.name)
+            page = parse_markdown(text, day, source=path.name)
+        else:
+            page = parse_page(text, day, source=path.name)
     except DecodeError as exc:
         raise PageError(
             str(path), str(exc), hint=_("pages must be text in UTF-8 or GB18030 (GBK)")
         ) from None
     except FrontMatterError as exc:
         raise PageError(str(path), str(exc)) from None
+    # A closing 更正：… line is a correction's note, not the article's text.
+    page.articles[:] = [take_correction(a) for a in page.articles]
+    return page
 
 
 def inbox_files(inbox: Path) -> list[Path]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -187,6 +188,10 @@ class Article:
     section: str | None = None
     source: str = ""
     position: int = 0
+    #: The text of a `更正：` line that ended the article on its page, taken off
+    #: the body by `take_correction`; the store records it as a correction's note.
+    #: Not part of `content()`: it says what changed, it is not the article.
+    correction: str | None = None
     # Set by the store.
     revision: int = 1
     first_seen: datetime | None = None
@@ -221,6 +226,28 @@ class Article:
     def to_json(self) -> dict[str, Any]:
         """The shape `gongbao-feed parse --json` promises other tools."""
         return {"id": self.id, "date": self.date.isoformat(), **self.content()}
+
+
+#: How a correction line opens on a page: 更正 and a full-width or ASCII colon.
+CORRECTION_LEAD = re.compile(r"^\s*更正\s*[：:]\s*")
+
+
+def take_correction(article: Article) -> Article:
+    """The article with a closing `更正：…` paragraph taken off its body into `correction`.
+
+    A corrected page or Markdown file says what was corrected in a last
+    paragraph that opens with 更正：; that line is a note to readers about the
+    article, not part of it, so it leaves the body (and with it the content
+    hash) and becomes the correction's note. Only the last paragraph counts:
+    a story may quote the word elsewhere. Unchanged when there is none.
+    """
+    if not article.paragraphs:
+        return article
+    m = CORRECTION_LEAD.match(article.paragraphs[-1])
+    if m is None:
+        return article
+    note = article.paragraphs[-1][m.end():].strip()
+    return replace(article, paragraphs=article.paragraphs[:-1], correction=note or None)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,16 @@ from .assemble import (
 from .config import Config, load_config
 from .deliver import SendReport, make_transport
 from .digest import Digest, Mailer, email_environment, personalise, render_digest
+from .editorial import (
+    ArticleDetail,
+    ArticleSummary,
+    Correction,
+    Decisions,
+    Withdrawal,
+    operator,
+    status_of,
+    summarise,
+)
 from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
@@ -220,10 +230,13 @@ class Newsroom:
         """Write the feeds and the web archive; files whose bytes are unchanged stay untouched."""
         issues = self.store.issues(newest_first=False)
         articles = [a for a in self.store.all_articles() if a.issue is not None]
+        decisions = self.decisions()
         env = environment([self.config.templates_dir / "web", builtin_templates() / "web"])
         files = {
-            **render_feeds(articles, issues, self.config, self._feed_ids(articles, issues)),
-            **render_archive(issues, articles, self.config, env),
+            **render_feeds(
+                articles, issues, self.config, self._feed_ids(articles, issues), decisions
+            ),
+            **render_archive(issues, articles, self.config, env, decisions),
         }
         public = self.config.public_dir
         written = tuple(
@@ -251,6 +264,97 @@ class Newsroom:
             },
             feeds=store.keep_feed_ids("feed", dict(minted.feeds), now),
         )
+
+    # -- articles as an editor sees them (editorial.py) ---------------------------
+    def decisions(self) -> Decisions:
+        """The active withdrawals and every correction, for a render."""
+        corrections: dict[str, list[Correction]] = {}
+        for c in self.store.corrections():
+            corrections.setdefault(c.article_id, []).append(c)
+        return Decisions(
+            withdrawn={w.article_id: w for w in self.store.withdrawals()},
+            corrections=corrections,
+        )
+
+    def list_articles(
+        self, issue: int | None = None, section: str | None = None
+    ) -> list[ArticleSummary]:
+        """Every stored article in publication order, or those of one issue (in its order)
+        or one section; each with its status and revision."""
+        if issue is not None:
+            articles = self.store.articles(self.issue(issue).article_ids)
+        else:
+            articles = self.store.all_articles()
+        if section is not None:
+            articles = [a for a in articles if a.section == section]
+        withdrawn = {w.article_id for w in self.store.withdrawals()}
+        return [summarise(a, a.id in withdrawn) for a in articles]
+
+    def article_detail(self, article_id: str) -> ArticleDetail:
+        """One article with its status, withdrawals, corrections and earlier texts."""
+        article = self.store.article(article_id)
+        if article is None:
+            raise StoreError(
+                _("there is no article {id}").format(id=article_id),
+                hint=_("`gongbao-feed articles list` shows every article's id"),
+            )
+        withdrawals = self.store.withdrawals(article_id, active_only=False)
+        active = bool(withdrawals) and withdrawals[-1].active
+        return ArticleDetail(
+            article=article,
+            status=status_of(article, active),
+            withdrawals=withdrawals,
+            corrections=self.store.corrections(article_id),
+            revisions=self.store.revisions(article_id),
+        )
+
+    def withdraw(self, article_id: str, reason: str, by: str | None = None) -> Withdrawal:
+        """Withdraw an article (撤稿), recorded with who, when and why, then render.
+
+        In no issue yet: it never goes into one. In an issue: retracted (see
+        editorial.py for what readers, feeds and members see). Raises
+        StoreError for an unknown or already withdrawn article or an empty reason.
+        """
+        reason = reason.strip()
+        if not reason:
+            raise StoreError(
+                _("a withdrawal needs a reason"),
+                hint=_("readers see it: --reason \"…\" says why the article was withdrawn"),
+            )
+        withdrawal = self.store.withdraw(article_id, self.now(), operator(by), reason)
+        self.render()
+        return withdrawal
+
+    def restore(self, article_id: str, by: str | None = None) -> Withdrawal:
+        """Undo a withdrawal: the article is back wherever it was, then render."""
+        withdrawal = self.store.restore(article_id, self.now(), operator(by))
+        self.render()
+        return withdrawal
+
+    def note(self, article_id: str, text: str, by: str | None = None) -> Correction:
+        """The editor's words for an article's correction note (更正), then render.
+
+        Only an article already in an issue has readers to tell; before that a
+        change is simply the article. Raises StoreError otherwise.
+        """
+        text = text.strip()
+        article = self.store.article(article_id)
+        if article is None:
+            raise StoreError(
+                _("there is no article {id}").format(id=article_id),
+                hint=_("`gongbao-feed articles list` shows every article's id"),
+            )
+        if article.issue is None:
+            raise StoreError(
+                _("article {id} is in no issue yet, so there is no correction to note").format(
+                    id=article_id),
+                hint=_("change the page or the Markdown file and ingest it again"),
+            )
+        if not text:
+            raise StoreError(_("the correction note is empty"))
+        correction = self.store.note_correction(article_id, text, self.now(), operator(by))
+        self.render()
+        return correction
 
     def publish(self, stop: threading.Event | None = None) -> PublishReport:
         """Ingest the inbox, assemble the next issue (which renders), mail it.
@@ -359,7 +463,11 @@ class Newsroom:
         env = email_environment(
             [self.config.templates_dir / "email", builtin_templates() / "email"]
         )
-        return render_digest(issue, self.store.articles(issue.article_ids), self.config, env)
+        # Made at send time, so an article withdrawn since the issue was made is left out
+        # of every copy not yet sent.
+        withdrawn = {w.article_id for w in self.store.withdrawals()}
+        held = [a for a in self.store.articles(issue.article_ids) if a.id not in withdrawn]
+        return render_digest(issue, held, self.config, env)
 
     def preview(self, issue: int | None = None) -> Path:
         """Write the digest's HTML (and text) as a member without a name sees it."""

@@ -182,3 +182,42 @@ deliveries_t = Table(
     Column("claimed_by", Text, nullable=False, default="", server_default=""),
     Column("lease_until", UTCDateTime),
 )
+
+# Editorial decisions (editorial.py), kept beside the articles so a re-read page
+# can never undo them. A withdrawal row is active until restored_at is set; the
+# rows stay as the record of who withdrew and restored what, when and why.
+withdrawals_t = Table(
+    "withdrawals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("article_id", String(64), ForeignKey("articles.id"), nullable=False, index=True),
+    Column("withdrawn_at", UTCDateTime, nullable=False),
+    Column("withdrawn_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("restored_at", UTCDateTime),
+    Column("restored_by", Text),
+)
+
+# A change to an article after its issue went out, with the editor's note.
+corrections_t = Table(
+    "corrections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("article_id", String(64), ForeignKey("articles.id"), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("corrected_at", UTCDateTime, nullable=False),
+    Column("note", Text),
+    Column("noted_by", Text),
+    Column("noted_at", UTCDateTime),
+)
+
+# Every earlier text of an article (articles.content_hash's fields as JSON),
+# saved when a later revision replaced it.
+article_revisions_t = Table(
+    "article_revisions",
+    metadata,
+    Column("article_id", String(64), ForeignKey("articles.id"), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("saved", UTCDateTime, nullable=False),
+    Column("content", Text, nullable=False),
+)

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from . import migrations
+from .editorial import Correction, Revision, Withdrawal
 from .errors import StoreError
 from .i18n import _
 from .migrations import SchemaReport, SchemaState
@@ -48,8 +49,10 @@ from .models import (
     same_story,
 )
 from .schema import (
+    article_revisions_t,
     articles_t,
     bytewise,
+    corrections_t,
     deliveries_t,
     feed_ids_t,
     gone_t,
@@ -57,6 +60,7 @@ from .schema import (
     issues_t,
     members_t,
     upsert,
+    withdrawals_t,
 )
 
 
@@ -335,8 +339,11 @@ class Store:
                         .where(articles_t.c.id == row.id)
                         .values(revision=row.revision + 1, updated=now, **values)
                     )
+                    _keep_revision(conn, row, art.correction, now)
                     updated += 1
                 else:
+                    if art.correction and row.issue is not None:
+                        _note_unnoted(conn, row.id, art.correction, now)
                     if (row.source, row.position) != (art.source, art.position):
                         conn.execute(
                             articles_t.update()
@@ -381,10 +388,13 @@ class Store:
         return [_row_to_article(r) for r in rows]
 
     def unissued_articles(self) -> list[Article]:
-        """Articles in no issue yet, in publication order (date, page, position)."""
+        """Articles in no issue yet and not withdrawn, in publication order (date, page,
+        position): what the next issue may take. A withdrawn one never goes into one."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(articles_t).where(articles_t.c.issue.is_(None)).order_by(*_PAGE_ORDER)
+                select(articles_t)
+                .where(and_(articles_t.c.issue.is_(None), ~articles_t.c.id.in_(_WITHDRAWN)))
+                .order_by(*_PAGE_ORDER)
             ).all()
         return [_row_to_article(r) for r in rows]
 
@@ -496,6 +506,117 @@ class Store:
                 )
             ).all()
         return {r.key: r.id for r in rows}
+
+    # -- editorial decisions (editorial.py) -------------------------------------
+    def withdraw(self, article_id: str, when: datetime, by: str, reason: str) -> Withdrawal:
+        """Record a withdrawal; StoreError if the article is unknown or already withdrawn."""
+        with self.transaction() as conn:
+            self._known(conn, article_id)
+            if conn.execute(
+                select(withdrawals_t.c.id).where(
+                    and_(withdrawals_t.c.article_id == article_id,
+                         withdrawals_t.c.restored_at.is_(None))
+                )
+            ).first():
+                raise StoreError(
+                    _("article {id} is already withdrawn").format(id=article_id),
+                    hint=_("`gongbao-feed articles show {id}` says when and why").format(
+                        id=article_id),
+                )
+            conn.execute(withdrawals_t.insert().values(
+                article_id=article_id, withdrawn_at=when, withdrawn_by=by, reason=reason,
+            ))
+        return Withdrawal(article_id, when, by, reason)
+
+    def restore(self, article_id: str, when: datetime, by: str) -> Withdrawal:
+        """End the article's active withdrawal; StoreError if it has none."""
+        with self.transaction() as conn:
+            self._known(conn, article_id)
+            row = conn.execute(
+                select(withdrawals_t).where(
+                    and_(withdrawals_t.c.article_id == article_id,
+                         withdrawals_t.c.restored_at.is_(None))
+                )
+            ).first()
+            if row is None:
+                raise StoreError(_("article {id} is not withdrawn").format(id=article_id))
+            conn.execute(
+                withdrawals_t.update().where(withdrawals_t.c.id == row.id)
+                .values(restored_at=when, restored_by=by)
+            )
+        return Withdrawal(article_id, row.withdrawn_at, row.withdrawn_by, row.reason, when, by)
+
+    def withdrawals(
+        self, article_id: str | None = None, active_only: bool = True
+    ) -> list[Withdrawal]:
+        """Withdrawals, oldest first: the active ones (default) or every one on record."""
+        query = select(withdrawals_t).order_by(withdrawals_t.c.id)
+        if article_id is not None:
+            query = query.where(withdrawals_t.c.article_id == article_id)
+        if active_only:
+            query = query.where(withdrawals_t.c.restored_at.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Withdrawal(r.article_id, r.withdrawn_at, r.withdrawn_by, r.reason, r.restored_at,
+                       r.restored_by)
+            for r in rows
+        ]
+
+    def corrections(self, article_id: str | None = None) -> list[Correction]:
+        """Corrections, oldest first: one article's, or every one."""
+        query = select(corrections_t).order_by(corrections_t.c.id)
+        if article_id is not None:
+            query = query.where(corrections_t.c.article_id == article_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Correction(r.article_id, r.revision, r.corrected_at, r.note, r.noted_by, r.noted_at)
+            for r in rows
+        ]
+
+    def note_correction(
+        self, article_id: str, note: str, when: datetime, by: str
+    ) -> Correction:
+        """Set the editor's note on the article's latest correction, or, when it has none,
+        record a correction of its current revision now with that note."""
+        with self.transaction() as conn:
+            row = self._known(conn, article_id)
+            latest = conn.execute(
+                select(corrections_t).where(corrections_t.c.article_id == article_id)
+                .order_by(corrections_t.c.id.desc()).limit(1)
+            ).first()
+            if latest is None:
+                conn.execute(corrections_t.insert().values(
+                    article_id=article_id, revision=row.revision, corrected_at=when, note=note,
+                    noted_by=by, noted_at=when,
+                ))
+                return Correction(article_id, row.revision, when, note, by, when)
+            conn.execute(
+                corrections_t.update().where(corrections_t.c.id == latest.id)
+                .values(note=note, noted_by=by, noted_at=when)
+            )
+            return Correction(article_id, latest.revision, latest.corrected_at, note, by, when)
+
+    def revisions(self, article_id: str) -> list[Revision]:
+        """The article's earlier texts, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(article_revisions_t)
+                .where(article_revisions_t.c.article_id == article_id)
+                .order_by(article_revisions_t.c.revision)
+            ).all()
+        return [Revision(r.article_id, r.revision, r.saved, json.loads(r.content)) for r in rows]
+
+    @staticmethod
+    def _known(conn: Connection, article_id: str) -> Any:
+        row = conn.execute(select(articles_t).where(articles_t.c.id == article_id)).first()
+        if row is None:
+            raise StoreError(
+                _("there is no article {id}").format(id=article_id),
+                hint=_("`gongbao-feed articles list` shows every article's id"),
+            )
+        return row
 
     # -- members ------------------------------------------------------------
     def member(self, email: str) -> Member | None:
@@ -652,6 +773,9 @@ class Store:
             return [_row_to_delivery(r) for r in conn.execute(query).all()]
 
 
+#: The ids of the articles withdrawn now (not restored).
+_WITHDRAWN = select(withdrawals_t.c.article_id).where(withdrawals_t.c.restored_at.is_(None))
+
 _MEMBER_FIELDS = ("name", "status", "joined", "unsubscribed_at", "unsubscribed_via")
 
 # A send runs these once or twice a member: built once, they skip SQLAlchemy's
@@ -701,6 +825,41 @@ def _earlier_edition(art: Article, earlier: Sequence[Any], taken: set[str]) -> A
         ):
             return row
     return None
+
+
+def _keep_revision(conn: Connection, row: Any, note: str | None, now: datetime) -> None:
+    """Save the text `row` held before this update; a published article's change is a
+    correction (editorial.py), noted with the page's `更正：` line if it had one."""
+    old = _row_to_article(row)
+    conn.execute(
+        article_revisions_t.insert().values(
+            article_id=row.id, revision=row.revision, saved=row.updated,
+            content=json.dumps(old.content(), ensure_ascii=False, sort_keys=True),
+        )
+    )
+    if row.issue is not None:
+        conn.execute(
+            corrections_t.insert().values(
+                article_id=row.id, revision=row.revision + 1, corrected_at=now, note=note,
+                noted_by="page" if note else None, noted_at=now if note else None,
+            )
+        )
+
+
+def _note_unnoted(conn: Connection, article_id: str, note: str, now: datetime) -> None:
+    """A page re-read with the same text but a new `更正：` line: the note for its latest
+    correction, if that one has none yet (an editor's note is never overwritten)."""
+    latest = conn.execute(
+        select(corrections_t.c.id, corrections_t.c.note)
+        .where(corrections_t.c.article_id == article_id)
+        .order_by(corrections_t.c.id.desc())
+        .limit(1)
+    ).first()
+    if latest is not None and not latest.note:
+        conn.execute(
+            corrections_t.update().where(corrections_t.c.id == latest.id)
+            .values(note=note, noted_by="page", noted_at=now)
+        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

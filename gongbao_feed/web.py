@@ -13,7 +13,9 @@ Starlette (routing, requests, the body limit) under uvicorn. Two routes:
   in-memory cache, so a feed reader's poll costs one `stat` and a dict
   lookup. Nothing outside the folder is reachable: dot segments, dot files,
   backslashes and NULs are refused before the file system is asked, and the
-  resolved path (symlinks followed) must lie inside the folder.
+  resolved path (symlinks followed) must lie inside the folder. A page that
+  render wrote as a retraction notice (a withdrawn article's address) is
+  answered `410 Gone` with the notice.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from . import tokens, urls
-from .archive import ARCHIVE_CSP, environment
+from .archive import ARCHIVE_CSP, RETRACTED_MARKER, environment
 from .config import Config
 from .errors import GongbaoError, RenderError
 from .i18n import _
@@ -87,6 +89,7 @@ _BY_SUFFIX = {
     ".svg": "image/svg+xml",
     ".xml": "application/xml",
 }
+_RETRACTED = RETRACTED_MARKER.encode()
 _COMPRESSIBLE = ("text/", "application/xml", "application/json", "application/feed+json",
                  "application/rss+xml", "application/atom+xml", "image/svg+xml",
                  "application/javascript")
@@ -187,6 +190,8 @@ class CachedFile:
     last_modified: str
     mtime: int
     media_type: str
+    #: 410 for a retraction notice (archive.RETRACTED_MARKER in its head), else 200.
+    status: int = 200
 
     @functools.cached_property
     def fixed_headers(self) -> tuple[tuple[bytes, bytes], ...]:
@@ -237,8 +242,9 @@ def load_file(probe: str, real: str) -> CachedFile:
         packed = gzip.compress(body, compresslevel=9, mtime=0)
         if len(packed) >= len(body):
             packed = None
+    status = 410 if media_type.startswith("text/html") and _RETRACTED in body[:4096] else 200
     return CachedFile(body=body, gzipped=packed, etag=f'"{digest}"', gzip_etag=f'"{digest}-gz"',
-                      **common)
+                      status=status, **common)
 
 
 def _inside(root: str, real: str) -> bool:
@@ -342,6 +348,8 @@ class PublicFiles:
         if_modified_since = asked.get(b"if-modified-since")
         use_gzip = entry.gzipped is not None and accept is not None and accepts_gzip(accept)
         tag = entry.gzip_etag if use_gzip else entry.etag
+        if entry.status != 200:  # a retraction notice: always the notice, never a 304
+            return _gone(entry, use_gzip, head_only)
         if if_none_match is not None:  # when present, If-Modified-Since is ignored (RFC 9110)
             matched = etag_matches(if_none_match, tag, entry.etag, entry.gzip_etag)
             if matched is not None:
@@ -365,6 +373,29 @@ class PublicFiles:
         if use_gzip:
             headers.append((b"content-encoding", b"gzip"))
         return 200, headers, b"" if head_only else body
+
+
+def _gone(entry: CachedFile, use_gzip: bool, head_only: bool) -> Answer:
+    """410 Gone with the retraction notice: the article was withdrawn (editorial.py).
+
+    RFC 9110 §15.5.11: the resource is gone on purpose and for good, as far
+    as the site knows, so a search engine or a reader drops it; the notice
+    says what it was and why it went. No validators: a conditional request
+    gets the notice again, not a 304 that would keep an old copy alive.
+    """
+    body = entry.gzipped if use_gzip and entry.gzipped is not None else entry.body or b""
+    headers = [
+        (b"cache-control", CACHE_CONTROL.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", PAGE_CSP.encode()),
+        (b"content-type", entry.media_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if entry.gzipped is not None:
+        headers.append((b"vary", b"Accept-Encoding"))
+    if use_gzip:
+        headers.append((b"content-encoding", b"gzip"))
+    return entry.status, headers, b"" if head_only else body
 
 
 _ASKED = frozenset({b"accept-encoding", b"if-none-match", b"if-modified-since", b"content-length"})
