@@ -125,14 +125,15 @@ class EmailConfig(_Section):
     @classmethod
     def _has_sender(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError('expected e.g. "职工时报 <digest@news.example.org>"')
+            raise ValueError(_('expected e.g. "职工时报 <digest@news.example.org>"'))
         return v
 
     @field_validator("unsubscribe_mailto")
     @classmethod
     def _bare_address(cls, v: str) -> str:
         if v and _header_safe(split_mailbox, v) != ("", v.strip()):
-            raise ValueError("expected a bare address such as unsubscribe@news.example.org")
+            raise ValueError(
+                _("expected a bare address such as unsubscribe@news.example.org"))
         return v
 
     @field_validator("list_id")
@@ -140,8 +141,8 @@ class EmailConfig(_Section):
     def _list_id(cls, v: str) -> str:
         if v and not LIST_ID.fullmatch(v):
             raise ValueError(
-                f"{v!r} is not a list id; expected dot-separated words such as "
-                "digest.news.example.org (RFC 2919)"
+                _("{value!r} is not a list id; expected dot-separated words such as "
+                  "digest.news.example.org (RFC 2919)").format(value=v)
             )
         return v
 

@@ -32,6 +32,8 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
+from .i18n import _
+
 #: RFC 5322's recommended line length, CRLF not counted.
 MAX_LINE = 78
 #: RFC 2047: an encoded word is at most 75 characters.
@@ -67,8 +69,8 @@ def one_line_problem(value: str) -> str | None:
     for ch in value:
         category = unicodedata.category(ch)
         if category in ("Cc", "Zl", "Zp", "Cs"):
-            kind = "a line break" if ch in _BREAKS or category in ("Zl", "Zp") else (
-                "a control character" if category == "Cc" else "an unpaired surrogate")
+            kind = _("a line break") if ch in _BREAKS or category in ("Zl", "Zp") else (
+                _("a control character") if category == "Cc" else _("an unpaired surrogate"))
             return f"{kind} (U+{ord(ch):04X})"
     return None
 
@@ -80,7 +82,8 @@ def check_one_line(value: str) -> str:
     """`value` if it fits one header line; HeaderError saying which character not."""
     problem = one_line_problem(value)
     if problem:
-        raise HeaderError(f"contains {problem}; expected one line of text")
+        raise HeaderError(_("contains {problem}; expected one line of text").format(
+            problem=problem))
     return value
 
 
@@ -95,17 +98,18 @@ def check_url(url: str) -> str:
     bad = sorted({ch for ch in url if ch in _URL_FORBIDDEN or not ch.isascii()})
     if bad:
         raise HeaderError(
-            "contains " + ", ".join(repr(ch) for ch in bad)
-            + "; expected a URL such as https://news.example.org/ (percent-encode other "
-              "characters)"
+            _("contains {characters}; expected a URL such as https://news.example.org/ "
+              "(percent-encode other characters)").format(
+                characters=", ".join(repr(ch) for ch in bad))
         )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HeaderError("expected an absolute http(s) URL such as https://news.example.org/")
+        raise HeaderError(
+            _("expected an absolute http(s) URL such as https://news.example.org/"))
     if parts.query or parts.fragment or "?" in url or "#" in url:
-        raise HeaderError("expected no ?query or #fragment: paths are added to it")
+        raise HeaderError(_("expected no ?query or #fragment: paths are added to it"))
     if parts.username is not None or parts.password is not None:
-        raise HeaderError("expected no user name or password in the URL")
+        raise HeaderError(_("expected no user name or password in the URL"))
     return url
 
 
@@ -127,16 +131,18 @@ def split_mailbox(value: str) -> tuple[str, str]:
             name = re.sub(r"\\(.)", r"\1", name[1:-1])
         elif "," in name or "@" in name:  # `a@x.example, <b@y.example>`: two addresses
             raise HeaderError(
-                f"{value!r}: expected one address, as Name <user@example.org> (a name "
-                "holding , or @ goes in double quotes)"
+                _("{value!r}: expected one address, as Name <user@example.org> (a name "
+                  "holding , or @ goes in double quotes)").format(value=value)
             )
     else:
         name, addr = "", text
     if "<" in name or ">" in name:
-        raise HeaderError(f"{value!r}: expected one address, as Name <user@example.org>")
+        raise HeaderError(_("{value!r}: expected one address, as Name <user@example.org>")
+                          .format(value=value))
     if not ADDR_SPEC.fullmatch(addr):
         raise HeaderError(
-            f"{addr!r} is not an email address; expected e.g. 职工时报 <digest@news.example.org>"
+            _("{addr!r} is not an email address; expected e.g. 职工时报 <digest@news.example.org>")
+            .format(addr=addr)
         )
     return name, addr
 
@@ -149,7 +155,7 @@ def address_header(header: str, name: str, addr: str) -> bytes:
     """
     check_one_line(name)
     if not ADDR_SPEC.fullmatch(addr):
-        raise HeaderError(f"{addr!r} is not a plain email address")
+        raise HeaderError(_("{addr!r} is not a plain email address").format(addr=addr))
     # A long name may start on the next line, whole, rather than split in two words.
     tokens = _phrase(name, room=MAX_LINE - len(header) - 2, next_line=True) if name else []
     return _fold(header, [*tokens, f"<{addr}>" if name else addr], fold_first=True)
@@ -170,7 +176,8 @@ def list_id_header(name: str, list_id: str) -> bytes:
     """`List-Id: name <list-id>` (RFC 2919). Raises HeaderError."""
     check_one_line(name)
     if not LIST_ID.fullmatch(list_id):
-        raise HeaderError(f"{list_id!r} is not a list id such as digest.news.example.org")
+        raise HeaderError(_("{list_id!r} is not a list id such as digest.news.example.org")
+                          .format(list_id=list_id))
     tokens = _phrase(name, room=MAX_LINE - len("List-Id") - 2) if name else []
     return _fold("List-Id", [*tokens, f"<{list_id}>"])
 
