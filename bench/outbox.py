@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/outbox.py                 # both sizes, ~5 minutes
     .venv/bin/python bench/outbox.py --members 2000  # a quick look
+    .venv/bin/python bench/outbox.py --dkim          # every copy DKIM-signed
 
 Each size runs in a fresh process in a temporary working folder (made by
 `init`), so its peak memory is its own. It reports:
@@ -15,7 +16,11 @@ Each size runs in a fresh process in a temporary working folder (made by
   (files.atomic_write: temporary file, fsync, rename) in a bare loop, one
   after another, and the ratio of the send to it.
 
-Figures go to stdout and to bench/out/outbox.json.
+With `--dkim` a 2048-bit key is made in the temporary folder and [dkim] set,
+so every copy is signed as a real send signs it; the floor writes the same
+signed bytes.
+
+Figures go to stdout and to bench/out/outbox.json (outbox-dkim.json).
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one(members: int, where: Path) -> dict[str, float]:
+def one(members: int, where: Path, dkim: bool = False) -> dict[str, float]:
     """Run one size in this process; return its figures."""
     from gongbao_feed.config import load_config
     from gongbao_feed.files import atomic_write
@@ -88,6 +93,13 @@ def one(members: int, where: Path) -> dict[str, float]:
     from gongbao_feed.skeleton import init_folder
 
     init_folder(where)
+    if dkim:
+        from gongbao_feed.signing import generate_key, private_pem, write_key
+
+        write_key(where / "dkim.key", private_pem(generate_key()))
+        with (where / "config.toml").open("a", encoding="utf-8") as cfg:
+            cfg.write('\n[dkim]\ndomain = "news.example.org"\nselector = "bench"\n'
+                      'private_key_file = "dkim.key"\n')
     now = datetime(2026, 11, 22, 0, 30, tzinfo=UTC)
     with Newsroom(load_config(where / "config.toml"), clock=lambda: now) as room:
         day = date(2026, 11, 22)
@@ -119,6 +131,7 @@ def one(members: int, where: Path) -> dict[str, float]:
         floor += time.perf_counter() - t
     return {
         "members": members,
+        "dkim": dkim,
         "seconds": round(seconds, 2),
         "messages_per_second": round(members / seconds, 1),
         "cpu_seconds": round(cpu, 2),
@@ -133,11 +146,12 @@ def one(members: int, where: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--dkim", action="store_true", help="sign every copy (DKIM)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--where", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.where)))
+        print(json.dumps(one(args.one, args.where, args.dkim)))
         return
     results = []
     for n in args.members:
@@ -145,7 +159,8 @@ def main() -> None:
         try:
             env = {**os.environ, "GONGBAO_SECRET": "bench-only-key"}
             out = subprocess.run(
-                [sys.executable, __file__, "--one", str(n), "--where", str(where / "paper")],
+                [sys.executable, __file__, "--one", str(n), "--where", str(where / "paper"),
+                 *(["--dkim"] if args.dkim else [])],
                 capture_output=True, text=True, check=True, env=env,
             ).stdout
         finally:
@@ -161,7 +176,8 @@ def main() -> None:
             flush=True,
         )
     OUT.mkdir(exist_ok=True)
-    (OUT / "outbox.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = "outbox-dkim.json" if args.dkim else "outbox.json"
+    (OUT / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

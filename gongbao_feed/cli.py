@@ -203,8 +203,9 @@ def open_newsroom(config_path: Path) -> Newsroom:
 
 
 class _EchoWarnings(logging.Handler):
-    """The store's warnings (a database file others could read) on stderr, unless the
-    service's log is taking the package's lines (`run`): said once, where it is read."""
+    """The store's and the config's warnings (a database file others could read, DKIM
+    not aligned with From) on stderr, unless the service's log is taking the package's
+    lines (`run`): said once, where it is read."""
 
     def emit(self, record: logging.LogRecord) -> None:
         if any(h is not self for h in logging.getLogger("gongbao_feed").handlers):
@@ -213,9 +214,10 @@ class _EchoWarnings(logging.Handler):
 
 
 def _echo_store_warnings() -> None:
-    store_log = logging.getLogger("gongbao_feed.store")
-    if not any(isinstance(h, _EchoWarnings) for h in store_log.handlers):
-        store_log.addHandler(_EchoWarnings(logging.WARNING))
+    for name in ("gongbao_feed.store", "gongbao_feed.config"):
+        log = logging.getLogger(name)
+        if not any(isinstance(h, _EchoWarnings) for h in log.handlers):
+            log.addHandler(_EchoWarnings(logging.WARNING))
 
 
 @click.group(
@@ -768,3 +770,45 @@ def db_version(as_json: bool, config_path: Path) -> None:
         click.echo(state.describe())
     if not (state.current or state.empty):
         hint(upgrade_hint() if state.known else _("a newer gongbao-feed has upgraded it"))
+
+
+@main.group(help=N_("DKIM signing keys: `dkim keygen` makes one and prints its DNS record."))
+def dkim() -> None:
+    pass
+
+
+def _dns_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from .config import domain_problem
+
+    problem = domain_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value.lower()
+
+
+@dkim.command("keygen", help=N_(
+    "Write a 2048-bit RSA signing key (mode 0600) and print the DNS TXT record that "
+    "publishes its public half.\n\n"
+    "Publish the record at SELECTOR._domainkey.DOMAIN, then set [dkim] domain, selector "
+    "and private_key_file in the config. An existing key file is never replaced "
+    "without --force."
+))
+@option("--selector", required=True, callback=_dns_name,
+        help=N_("The DKIM selector, e.g. the year and month: 202611."))
+@option("--domain", required=True, callback=_dns_name,
+        help=N_("The signing domain: the From address's domain or its parent."))
+@option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+        help=N_("The key file to write (default: dkim-SELECTOR.key here)."))
+@option("--force", is_flag=True, help=N_("Replace the key file if it exists."))
+@friendly
+def dkim_keygen(selector: str, domain: str, out: Path | None, force: bool) -> None:
+    from .signing import dns_record, generate_key, private_pem, write_key
+
+    path = out or Path(f"dkim-{selector}.key")
+    key = generate_key()
+    write_key(path, private_pem(key), force=force)
+    click.echo(dns_record(selector, domain, key))
+    click.echo(_("wrote {path} (mode 0600); publish the record above in DNS, then add to the "
+                 "config:").format(path=path), err=True)
+    click.echo(f'  [dkim]\n  domain = "{domain}"\n  selector = "{selector}"\n'
+               f'  private_key_file = "{path}"', err=True)

@@ -12,20 +12,35 @@ against the config file's folder, so a working folder can live anywhere.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
+import stat
+import sys
 import tomllib
 from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
 from .i18n import N_, _
 
 DEFAULT_CONFIG_NAME = "config.toml"
+
+#: Warnings about a config that loads but may not do what was meant (the CLI
+#: prints them on stderr; the service writes them to its log).
+log = logging.getLogger("gongbao_feed.config")
 
 
 class _Section(BaseModel):
@@ -204,6 +219,36 @@ class WebConfig(_Section):
     max_connections: Annotated[int, Field(ge=2, le=100_000)] = 500
 
 
+class DkimConfig(_Section):
+    """[dkim]: sign every message (signing.py). All three keys, or none (off)."""
+
+    domain: str = ""
+    selector: str = ""
+    #: A PEM file, relative to the config's folder, mode 0600; never the key itself.
+    private_key_file: str = ""
+
+    @field_validator("domain", "selector")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        problem = domain_problem(v) if v else None
+        if problem:
+            raise ValueError(problem)
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> DkimConfig:
+        given = [k for k in ("domain", "selector", "private_key_file") if getattr(self, k)]
+        if given and len(given) < 3:
+            missing = [k for k in ("domain", "selector", "private_key_file") if k not in given]
+            raise ValueError(_("set {missing} too, or none of the [dkim] keys to send "
+                               "unsigned").format(missing=", ".join(missing)))
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.domain)
+
+
 class Config(_Section):
     paper: PaperConfig = PaperConfig()
     paths: PathsConfig = PathsConfig()
@@ -215,6 +260,7 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     log: LogConfig = LogConfig()
     web: WebConfig = WebConfig()
+    dkim: DkimConfig = DkimConfig()
 
     #: The folder the config file lives in; every relative path starts here.
     root: Path = Field(default=Path("."), exclude=True)
@@ -256,6 +302,13 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.state_dir / 'gongbao.db'}"
+
+    @property
+    def dkim_key_path(self) -> Path | None:
+        """[dkim] private_key_file, resolved against the config's folder; None when off."""
+        if not self.dkim.enabled:
+            return None
+        return (self.root / self.dkim.private_key_file).resolve()
 
     @property
     def tz(self) -> tzinfo:
@@ -358,13 +411,96 @@ def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -
     if "root" in data:
         raise ConfigError(_("{source}: root: unknown key").format(source=source))
     try:
-        return Config.model_validate({**data, "root": root})
+        config = Config.model_validate({**data, "root": root})
     except ValidationError as exc:
         lines = [_describe(e, data) for e in exc.errors()]
         raise ConfigError(
             f"{source}: " + ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines),
             hint=_("see the configuration reference in README.md"),
         ) from None
+    _check_dkim(config, source)
+    return config
+
+
+def _check_dkim(config: Config, source: str) -> None:
+    """The [dkim] key file (present, mode 0600), and a warning when the From domain
+    and the DKIM domain are not aligned: DMARC (RFC 7489 §3.1.1, relaxed mode)
+    passes on DKIM only when both have the same organisational domain."""
+    key_path = config.dkim_key_path
+    if key_path is None:
+        return
+    try:
+        check_key_file(key_path)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+    from_domain = split_mailbox(config.email.from_address)[1].rpartition("@")[2]
+    if not aligned(from_domain, config.dkim.domain):
+        log.warning(_("warning: {source}: the From address's domain {from_domain} and "
+                      "dkim.domain {dkim_domain} are not aligned (not the same organisational "
+                      "domain), so DMARC will not count the signature for the From domain; "
+                      "sign with d={from_domain} or a domain under the same "
+                      "organisation").format(source=source, from_domain=from_domain,
+                                             dkim_domain=config.dkim.domain))
+
+
+def organisational_domain(domain: str) -> str:
+    """The registered domain under the public suffix (news.example.org.cn → example.org.cn),
+    from the Public Suffix List that publicsuffixlist ships (no download)."""
+    from publicsuffixlist import PublicSuffixList
+
+    name = domain.lower().rstrip(".")
+    return _psl(PublicSuffixList).privatesuffix(name) or name
+
+
+def aligned(from_domain: str, dkim_domain: str) -> bool:
+    """Relaxed DMARC alignment: the same organisational domain (RFC 7489 §3.1.1)."""
+    return organisational_domain(from_domain) == organisational_domain(dkim_domain)
+
+
+_PSL: list[Any] = []
+
+
+def _psl(factory: Any) -> Any:
+    if not _PSL:  # reading the list takes ~50 ms; once per process
+        _PSL.append(factory())
+    return _PSL[0]
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def domain_problem(name: str) -> str | None:
+    """Why `name` cannot be a DKIM domain or selector (DNS labels, ASCII), or None."""
+    if not _DNS_NAME.fullmatch(name) or len(name) > 253:
+        return _("{name!r} is not a DNS name of letters, digits, hyphens and dots "
+                 "(an internationalised name in its xn-- form)").format(name=name)
+    return None
+
+
+def check_key_file(path: Path, key_name: str = "dkim.private_key_file") -> None:
+    """Raise ConfigError unless `path` is a file only its owner can read (0600 or 0400).
+
+    A signing key anyone on the machine can read lets them send mail as the paper.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(
+            _("{key}: {path} does not exist").format(key=key_name, path=path),
+            hint=_("make the key with `gongbao-feed dkim keygen --selector S --domain D "
+                   "--out {path}`, or correct the path (relative to the config's folder)")
+            .format(path=path),
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(_("{key}: {path} is not a file").format(key=key_name, path=path))
+    if sys.platform != "win32" and st.st_mode & 0o077:
+        raise ConfigError(
+            _("{key}: the DKIM key {path} can be read by other users of this machine "
+              "(mode {mode:04o}); anyone who reads it can sign mail as the paper").format(
+                key=key_name, path=path, mode=stat.S_IMODE(st.st_mode)),
+            hint=_("run `chmod 600 {path}`").format(path=path),
+        )
 
 
 def is_loopback(host: str) -> bool:

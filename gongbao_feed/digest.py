@@ -62,6 +62,7 @@ from .fragments import (
 from .i18n import _
 from .mail import Message
 from .models import Article, Issue, Member
+from .signing import Signer
 
 #: Plain-text lines are at most this many display columns (36 CJK characters).
 TEXT_WIDTH = 72
@@ -437,15 +438,22 @@ class Mailer:
     `test`: the messages are test copies (`send --to`): `[测试] ` before the
     subject, a Message-ID of their own, and Message.test set, so the outbox
     writes them apart from the members' copies.
+
+    `signer`: when given ([dkim] in the config, `signing.load_signer`), each
+    copy is DKIM-signed once, here, after it is personalised and complete,
+    so every transport gets (and the outbox keeps) the signed bytes.
     """
 
     def __init__(
-        self, digest: Digest, config: Config, key: bytes, now: datetime, *, test: bool = False
+        self, digest: Digest, config: Config, key: bytes, now: datetime, *, test: bool = False,
+        signer: Signer | None = None,
     ) -> None:
         self.digest = digest
         self.config = config
         self.key = key
         self.test = test
+        self.signer = signer
+        self._signed_at = int(now.timestamp())
         cfg = config.email
         self.sender = _mailbox("email.from", cfg.from_address)
         subject = (TEST_SUBJECT_PREFIX if test else "") + digest.subject
@@ -496,6 +504,8 @@ class Mailer:
             self._common, own, head, _base64_bytes(text_part), middle,
             _base64_bytes(html_part), tail,
         ))
+        if self.signer is not None:
+            data = self.signer.sign(data, self._signed_at)
         return Message(
             issue=number,
             email=member.email,

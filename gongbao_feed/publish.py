@@ -44,6 +44,7 @@ from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
 from .models import Article, DeliveryState, Issue, Member, MemberStatus, mailbox_key
+from .signing import Signer, load_signer
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import load_secret
@@ -479,6 +480,13 @@ class Newsroom:
         atomic_write(path.with_suffix(".txt"), text)
         return path
 
+    def signer(self) -> Signer | None:
+        """The [dkim] signer for a send (the key read and checked again), or None when off."""
+        path = self.config.dkim_key_path
+        if path is None:
+            return None
+        return load_signer(self.config.dkim.domain, self.config.dkim.selector, path)
+
     def send(
         self,
         issue: int | None = None,
@@ -509,7 +517,7 @@ class Newsroom:
             return self._who_would_get(report, retry_failed)
         transport = self._transport or make_transport(self.config, via)
         mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now(),
-                        test=to is not None)
+                        test=to is not None, signer=self.signer())
         stop = stop if stop is not None else threading.Event()
         if to is not None:
             return self._test_copy(report, transport, mailer, to, stop)

@@ -140,6 +140,12 @@ FORBIDDEN = [
     # A concrete transport delivers messages and reports outcomes; it knows no ledger.
     ("outbox", ("deliver", "publish", "ledger")),
     ("smtp", ("deliver", "publish", "ledger")),
+    # Signing is one step of making a message (digest.py); no transport knows of it,
+    # so the outbox keeps exactly the bytes SMTP would send.
+    ("transport", ("signing",)),
+    ("outbox", ("signing",)),
+    ("smtp", ("signing",)),
+    ("signing", ("digest", "transport", "deliver", "outbox", "smtp")),
     # Rendering makes messages and knows nothing of how they leave.
     ("digest", ("transport", "deliver", "outbox", "smtp")),
 ]
