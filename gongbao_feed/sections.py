@@ -31,6 +31,7 @@ SLUG_KIND = "section-slug"
 #: The slug of a section whose name gives no letters or digits at all.
 FALLBACK_SLUG = "section"
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_BETWEEN_WORDS = re.compile(r"[\W_]+")
 
 
 def file_section(name: str, patterns: Mapping[str, str]) -> str | None:
@@ -63,7 +64,8 @@ def pinyin_slug(name: str) -> str:
     ASCII (Café → cafe). A name with nothing to keep gives `section`.
     """
     syllables = lazy_pinyin(name, style=Style.NORMAL, errors="default")
-    text = unicodedata.normalize("NFKD", "".join(syllables))
+    text = _BETWEEN_WORDS.sub("-", "".join(syllables))
+    text = unicodedata.normalize("NFKD", text)
     text = text.encode("ascii", "ignore").decode("ascii").lower()
     return _NOT_SLUG.sub("-", text).strip("-") or FALLBACK_SLUG
 
@@ -79,23 +81,23 @@ def assign_slugs(
     loaded) and wins; a stored slug a configured one now takes is made anew.
     """
     taken = set(configured.values())
-    out: dict[str, str] = {}
-    for name in names:
-        if name in configured:
-            out[name] = configured[name]
+    out = {name: configured[name] for name in names if name in configured}
+    for name in names:  # a stored slug stays its section's, wherever the section stands
+        slug = stored.get(name)
+        if name not in out and slug is not None and slug not in taken:
+            out[name] = slug
+            taken.add(slug)
     for name in names:
         if name in out:
             continue
-        slug = stored.get(name)
-        if slug is None or slug in taken:
-            base = pinyin_slug(name)
-            slug, n = base, 1
-            while slug in taken:
-                n += 1
-                slug = f"{base}-{n}"
+        base = pinyin_slug(name)
+        slug, n = base, 1
+        while slug in taken:
+            n += 1
+            slug = f"{base}-{n}"
         taken.add(slug)
         out[name] = slug
-    return out
+    return {name: out[name] for name in names}
 
 
 def section_title(paper: str, name: str) -> str:
