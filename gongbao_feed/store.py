@@ -498,6 +498,16 @@ class Store:
         """
         if not minted:
             return {}
+        for _attempt in range(3):
+            try:
+                return self._keep_feed_ids(kind, minted, now)
+            except IntegrityError:
+                # Another render stored some of these between our read and our insert
+                # (two assembles at once): read again; theirs stand.
+                continue
+        return self._keep_feed_ids(kind, minted, now)
+
+    def _keep_feed_ids(self, kind: str, minted: dict[str, str], now: datetime) -> dict[str, str]:
         with self.transaction() as conn:
             have = {
                 r.key for r in conn.execute(
