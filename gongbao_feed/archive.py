@@ -34,12 +34,14 @@ from .errors import RenderError
 from .fragments import article_html, clean_article, credit_line, display_date, xml_safe
 from .i18n import _
 from .models import Article, Issue
+from .sections import section_title
 
 TEMPLATES = {
     "index": "index.html.j2",
     "issue": "issue.html.j2",
     "article": "article.html.j2",
     "retraction": "retraction.html.j2",
+    "section": "section.html.j2",
 }
 #: What marks a retraction notice's page (the page now at a withdrawn article's
 #: address): `serve` answers such a file with 410 Gone (web.py). Put into the
@@ -97,14 +99,20 @@ def render_archive(
     config: Config,
     env: jinja2.Environment,
     decisions: Decisions | None = None,
+    sections: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """Every archive page, by its path under the public folder.
 
     `decisions` (editorial.py): a withdrawn article's page becomes a
     retraction notice and its issue lists it as withdrawn; a corrected
     article carries its dated notes, and the next issue's page lists them.
+    `sections`: section name → slug, in the sections' order: each gets its
+    page (sections/<slug>/index.html, its articles newest first), the front
+    page lists them, and an article's page and its section's page advertise
+    the section's Atom feed (<link rel="alternate">) with the paper's feeds.
     """
     decisions = decisions or Decisions()
+    sections = sections or {}
     by_id = {a.id: clean_article(a) for a in articles}
     ordered = sorted(issues, key=lambda i: i.number)
     listed = listed_in([c for cs in decisions.corrections.values() for c in cs], ordered)
@@ -115,7 +123,22 @@ def render_archive(
         env, "index", urls.INDEX_PATH, config,
         issues=[_issue_view(i, by_id, urls.INDEX_PATH, decisions, toc=n == 0)
                 for n, i in enumerate(reversed(ordered))],
+        sections=_sections_view(sections, urls.INDEX_PATH, config),
     )
+    issue_of = {aid: issue for issue in ordered for aid in issue.article_ids}
+    for name, slug in sections.items():
+        path = urls.section_path(slug)
+        own = [a for a in by_id.values() if a.section == name and a.id in issue_of]
+        # Newest issue first; within an issue, in its order.
+        own.sort(key=lambda a: (-issue_of[a.id].number, issue_of[a.id].article_ids.index(a.id)))
+        pages[path] = _page(
+            env, "section", path, config,
+            section={"name": name, "title": section_title(config.paper.name, name),
+                     "count": sum(1 for a in own if not decisions.is_withdrawn(a.id))},
+            articles=[_article_view(a, issue_of[a.id], path, config, 2, decisions)
+                      for a in own],
+            extra_feeds=_section_feeds(config, name, slug),
+        )
     for n, issue in enumerate(ordered):
         path = urls.issue_path(issue.number)
         neighbours = {
@@ -147,10 +170,15 @@ def render_archive(
                     issue=_issue_view(issue, by_id, apath, decisions),
                 )
                 continue
+            section = by_id[aid].section
+            slug = sections.get(section) if section else None
             pages[apath] = _page(
                 env, "article", apath, config,
-                article=_article_view(by_id[aid], issue, apath, config, 1, decisions),
+                article={**_article_view(by_id[aid], issue, apath, config, 1, decisions),
+                         "section_href": urls.relative(apath, urls.section_path(slug))
+                         if slug else None},
                 issue=_issue_view(issue, by_id, apath, decisions),
+                extra_feeds=_section_feeds(config, section, slug) if slug and section else [],
             )
     return pages
 
@@ -217,6 +245,27 @@ def _article_view(
     }
 
 
+def _section_feeds(config: Config, name: str, slug: str) -> list[dict[str, str]]:
+    """The section's Atom feed, as a page's <link rel="alternate"> and footer show it."""
+    return [{
+        "href": urls.public_url(config, urls.section_feed_path(slug, "atom")),
+        "type": urls.FEED_TYPES["atom"],
+        "title": f"{name} (Atom)",
+    }]
+
+
+def _sections_view(sections: Mapping[str, str], here: str, config: Config) -> list[dict[str, str]]:
+    """The sections as the front page lists them: name, page, Atom feed."""
+    return [
+        {
+            "name": name,
+            "href": urls.relative(here, urls.section_path(slug)),
+            "feed": urls.public_url(config, urls.section_feed_path(slug, "atom")),
+        }
+        for name, slug in sections.items()
+    ]
+
+
 def _retraction_view(article: Article, withdrawal: Withdrawal, config: Config) -> dict[str, Any]:
     """What a retraction notice shows: the title, the date of the withdrawal, the reason."""
     when = withdrawal.when.astimezone(config.tz)
@@ -241,7 +290,12 @@ def _correction_view(
     }
 
 
-def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **context: Any) -> bytes:
+def _page(
+    env: jinja2.Environment, kind: str, here: str, config: Config,
+    extra_feeds: Sequence[dict[str, str]] = (), **context: Any,
+) -> bytes:
+    """One page. `extra_feeds` (a section's) follow the paper's feeds in `feeds`, so a
+    working folder's own base template, which loops over them, advertises them too."""
     paper = config.paper
     common = {
         "paper": {
@@ -252,7 +306,7 @@ def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **conte
         "feeds": [
             {"href": urls.feed_url(config, k), "type": urls.FEED_TYPES[k], "title": t}
             for k, t in FEED_TITLES.items()
-        ],
+        ] + list(extra_feeds),
         "home": urls.relative(here, urls.INDEX_PATH),
         "stylesheet": urls.relative(here, urls.STYLESHEET_PATH),
         "canonical": urls.public_url(config, here),  # the page's public address

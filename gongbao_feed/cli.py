@@ -256,7 +256,7 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
         load_config(config_path) if config_path.is_file() else config_from_dict({}, Path.cwd())
     )
     today = Newsroom(config).today()
-    page = read_file(file, publication_date(file, on_date, today))
+    page = read_file(file, publication_date(file, on_date, today), config.sections.files)
     for warning in page.warnings:
         warn(f"{file}: {warning}")
     if not page.articles:

@@ -35,6 +35,7 @@ from pydantic import (
 from .errors import ConfigError
 from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
 from .i18n import N_, _
+from .models import SECTION_NAME_MAX
 
 DEFAULT_CONFIG_NAME = "config.toml"
 
@@ -249,6 +250,69 @@ class DkimConfig(_Section):
         return bool(self.domain)
 
 
+#: A configured section slug: lowercase ASCII letters and digits in words joined by hyphens.
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def _check_section_name(name: str) -> str:
+    _header_safe(check_one_line, name)  # in feed titles, page titles and the digest
+    if not name.strip() or len(name) > SECTION_NAME_MAX or name != name.strip():
+        raise ValueError(
+            _("{name!r} is not a section name; expected a name such as \"要闻\" "
+              "(1 to {max} characters, no space at either end)")
+            .format(name=name, max=SECTION_NAME_MAX)
+        )
+    return name
+
+
+class SectionsConfig(_Section):
+    """Sections (栏目) beyond what the pages and the Markdown files say (sections.py).
+
+    `files`: file-name pattern (shell-style, `*-03.txt`) → section, for the
+    articles of a file that names none itself; the first pattern that matches,
+    in the order written, wins. `slugs`: section → the ASCII name of its folder
+    under public/sections/ (default: its pinyin).
+    """
+
+    files: dict[str, str] = {}
+    slugs: dict[str, str] = {}
+
+    @field_validator("files")
+    @classmethod
+    def _patterns(cls, v: dict[str, str]) -> dict[str, str]:
+        for pattern, name in v.items():
+            if not pattern.strip():
+                raise ValueError(_("an empty file-name pattern; expected one such as \"*-03.txt\""))
+            try:
+                _check_section_name(name)
+            except ValueError as exc:
+                raise ValueError(f"{pattern!r}: {exc}") from None
+        return v
+
+    @field_validator("slugs")
+    @classmethod
+    def _slugs(cls, v: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for name, slug in v.items():
+            try:
+                _check_section_name(name)
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+            if not SLUG.fullmatch(slug):
+                raise ValueError(
+                    _("{name}: {slug!r} is not a slug; expected lowercase ASCII letters and "
+                      "digits joined by hyphens, such as \"news\" or \"union-news\"")
+                    .format(name=name, slug=slug)
+                )
+            if slug in seen:
+                raise ValueError(
+                    _("{name}: the slug {slug!r} is already {other}'s; each section needs "
+                      "its own").format(name=name, slug=slug, other=seen[slug])
+                )
+            seen[slug] = name
+        return v
+
+
 class Config(_Section):
     paper: PaperConfig = PaperConfig()
     paths: PathsConfig = PathsConfig()
@@ -261,6 +325,7 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     web: WebConfig = WebConfig()
     dkim: DkimConfig = DkimConfig()
+    sections: SectionsConfig = SectionsConfig()
 
     #: The folder the config file lives in; every relative path starts here.
     root: Path = Field(default=Path("."), exclude=True)

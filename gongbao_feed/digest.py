@@ -62,6 +62,7 @@ from .fragments import (
 from .i18n import _
 from .mail import Message
 from .models import Article, Issue, Member
+from .sections import grouped
 from .signing import Signer
 
 #: Plain-text lines are at most this many display columns (36 CJK characters).
@@ -127,8 +128,26 @@ def email_environment(search_path: Sequence[Path]) -> jinja2.Environment:
     return env
 
 
+#: The heading of an issue's articles that have no section, when others have one.
+OTHER_SECTION = "其他"
+
+
 def digest_context(issue: Issue, articles: Sequence[Article], config: Config) -> dict[str, Any]:
-    """What both templates see: the issue, its articles and its links, as plain values."""
+    """What both templates see: the issue, its articles and its links, as plain values.
+
+    An issue whose articles fall in more than one section is grouped by
+    section: the articles are reordered so each section's stand together,
+    sections in order of first appearance (the page order), and `sections`
+    lists them (`name`, `articles`); each article's `section_start` marks
+    the first of its section, where the body prints the section's heading.
+    Otherwise `sections` is empty and the articles keep the issue's order.
+    Numbering (`n`, and with it the size budget's cuts from the end) follows
+    the order shown.
+    """
+    groups = grouped(articles)
+    by_section = len(groups) > 1
+    if by_section:
+        articles = [a for _name, own in groups for a in own]
     views = []
     for n, raw in enumerate(articles, start=1):
         a = clean_article(raw)
@@ -147,7 +166,15 @@ def digest_context(issue: Issue, articles: Sequence[Article], config: Config) ->
             # `init` wrote before, which print it under the captions.
             "photo_credits": "",
             "url": urls.article_url(config, a.id),
+            "section": (a.section or OTHER_SECTION) if by_section else "",
+            "section_start": by_section and (n == 1 or views[-1]["section"]
+                                             != (a.section or OTHER_SECTION)),
         })
+    sections = [
+        {"name": (name or OTHER_SECTION),
+         "articles": [v for v in views if v["section"] == (name or OTHER_SECTION)]}
+        for name, _own in groups
+    ] if by_section else []
     titles = "；".join(v["title"] for v in views[:3])
     return {
         "paper": config.paper.name,
@@ -160,6 +187,7 @@ def digest_context(issue: Issue, articles: Sequence[Article], config: Config) ->
         "site_url": urls.site(config),
         "preheader": f"本期{len(views)}篇：{titles}" if views else "",
         "articles": views,
+        "sections": sections,
         "member_name": SLOT_NAME,
         "member_email": SLOT_EMAIL,
         "unsubscribe_url": SLOT_UNSUBSCRIBE,

@@ -41,6 +41,7 @@ from .config import Config
 from .editorial import Decisions, corrections_html, last_changed, retraction_text
 from .fragments import article_html, clean_article, summary, toc_html, xml_safe
 from .models import Article, Byline, Issue
+from .sections import section_title
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "gongbao-feed"
@@ -65,10 +66,29 @@ class FeedIds:
 ID_FEEDS = ("atom", "issues")
 
 
+def section_feed_key(name: str) -> str:
+    """The key of a section's Atom feed id among the stored feed ids: `section:要闻`.
+
+    By the section's name, not its slug, so a slug configured later moves the
+    feed's address but keeps its id.
+    """
+    return f"section:{name}"
+
+
 def mint_ids(
-    articles: Sequence[Article], issues: Sequence[Issue], config: Config, known: FeedIds
+    articles: Sequence[Article], issues: Sequence[Issue], config: Config, known: FeedIds,
+    sections: Mapping[str, str] | None = None,
 ) -> FeedIds:
-    """Ids for whatever `known` lacks, minted from the current base URL; `known` ones kept."""
+    """Ids for whatever `known` lacks, minted from the current base URL; `known` ones kept.
+
+    `sections`: section name → slug; each section's Atom feed gets an id too
+    (its URL now), under `section_feed_key(name)`.
+    """
+    feeds = {k: known.feeds.get(k) or urls.feed_url(config, k) for k in ID_FEEDS}
+    for name, slug in (sections or {}).items():
+        key = section_feed_key(name)
+        feeds[key] = known.feeds.get(key) or urls.public_url(
+            config, urls.section_feed_path(slug, "atom"))
     return FeedIds(
         articles={
             a.id: known.articles.get(a.id) or urls.article_tag(config, a.id, a.date)
@@ -78,7 +98,47 @@ def mint_ids(
             i.number: known.issues.get(i.number) or urls.issue_tag(config, i.number, i.date)
             for i in issues
         },
-        feeds={k: known.feeds.get(k) or urls.feed_url(config, k) for k in ID_FEEDS},
+        feeds=feeds,
+    )
+
+
+@dataclass(frozen=True)
+class Channel:
+    """What one set of RSS, Atom and JSON feeds says about itself: the paper's, or a section's.
+
+    `title`/`subtitle` the feed's; `home` the page it stands for; `links`
+    each feed's own public URL by kind ("rss", "atom", "json"); `atom_id`
+    the Atom feed's stored id.
+    """
+
+    title: str
+    subtitle: str
+    home: str
+    links: Mapping[str, str]
+    atom_id: str
+
+
+def paper_channel(config: Config, atom_id: str | None = None) -> Channel:
+    """The paper's own feeds: feed.xml, atom.xml, feed.json at the top of the site."""
+    return Channel(
+        title=config.paper.name,
+        subtitle=config.paper.description,
+        home=urls.site(config),
+        links={k: urls.feed_url(config, k) for k in urls.SECTION_FEEDS},
+        atom_id=atom_id or urls.feed_url(config, "atom"),
+    )
+
+
+def section_channel(config: Config, name: str, slug: str, atom_id: str | None = None) -> Channel:
+    """One section's feeds under sections/<slug>/, its archive page as their home."""
+    links = {k: urls.public_url(config, urls.section_feed_path(slug, k))
+             for k in urls.SECTION_FEEDS}
+    return Channel(
+        title=section_title(config.paper.name, name),
+        subtitle=config.paper.description,
+        home=urls.public_url(config, urls.section_path(slug)),
+        links=links,
+        atom_id=atom_id or links["atom"],
     )
 
 
@@ -215,6 +275,7 @@ def render_feeds(
     config: Config,
     ids: FeedIds | None = None,
     decisions: Decisions | None = None,
+    sections: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """Every feed file, by its path under the public folder.
 
@@ -222,20 +283,83 @@ def render_feeds(
     current base URL, which only a first render may do. `decisions`: the
     editor's withdrawals and corrections (editorial.py): a withdrawn article
     leaves every feed, Atom keeps a tombstone for it, a correction's note
-    ends its entry.
+    ends its entry. `sections`: section name → slug, in the sections' order;
+    each gets sections/<slug>/feed.xml, atom.xml and feed.json of its own
+    articles (`feed_files`, as the paper's), and feeds.opml lists them all.
     """
-    ids = mint_ids(articles, issues, config, ids or FeedIds())
-    items = entries(articles, config, ids, decisions)
-    gone = tombstones(articles, config, ids, decisions)
-    rss, atom = rss_and_atom(items, config, ids.feeds["atom"], gone)
+    sections = sections or {}
+    ids = mint_ids(articles, issues, config, ids or FeedIds(), sections)
+    paper = feed_files(articles, config, paper_channel(config, ids.feeds["atom"]), ids, decisions)
     withdrawn = decisions.withdrawn if decisions is not None else {}
     by_id = {a.id: a for a in articles if a.id not in withdrawn}
-    return {
-        urls.FEED_FILES["rss"]: rss,
-        urls.FEED_FILES["atom"]: atom,
-        urls.FEED_FILES["json"]: json_feed(items, config),
-        urls.FEED_FILES["issues"]: issues_feed(issues, by_id, config, ids),
-    }
+    files = {urls.FEED_FILES[k]: data for k, data in paper.items()}
+    files[urls.FEED_FILES["issues"]] = issues_feed(issues, by_id, config, ids)
+    for name, slug in sections.items():
+        channel = section_channel(config, name, slug, ids.feeds[section_feed_key(name)])
+        own = [a for a in articles if a.section == name]
+        for kind, data in feed_files(own, config, channel, ids, decisions).items():
+            files[urls.section_feed_path(slug, kind)] = data
+    files[urls.OPML_PATH] = opml(config, sections)
+    return files
+
+
+def feed_files(
+    articles: Sequence[Article],
+    config: Config,
+    channel: Channel,
+    ids: FeedIds | None = None,
+    decisions: Decisions | None = None,
+) -> dict[str, bytes]:
+    """RSS 2.0, Atom and JSON Feed of these articles, by kind ("rss", "atom", "json").
+
+    The one place a feed of articles is made, for the paper's feeds and each
+    section's: the newest `feed.max_items` not withdrawn, with their stored
+    ids, and in Atom a tombstone for each withdrawn one that would still be
+    among them (`tombstones`).
+    """
+    items = entries(articles, config, ids, decisions)
+    gone = tombstones(articles, config, ids, decisions)
+    rss, atom = rss_and_atom(items, config, channel.atom_id, gone, channel)
+    return {"rss": rss, "atom": atom, "json": json_feed(items, config, channel)}
+
+
+#: OPML 2.0 (http://opml.org/spec2.opml): the folders it groups the feeds in, by format.
+OPML_FOLDERS = (("atom", "Atom"), ("rss", "RSS 2.0"), ("json", "JSON Feed"))
+
+
+def opml(config: Config, sections: Mapping[str, str]) -> bytes:
+    """feeds.opml: every feed of the site as an OPML 2.0 subscription list.
+
+    One folder per format (Atom, RSS 2.0, JSON Feed), so a reader that
+    imports one folder subscribes to each channel once; in each the paper's
+    feed, then (Atom) the issues feed, then every section's in the sections'
+    order. Titles in the paper's language (`职工时报 · 要闻`). Every outline is
+    `type="rss"`, the OPML 2.0 spec's one type for a feed whatever its format,
+    with `xmlUrl` (the feed) and `htmlUrl` (its page). No date in it: the
+    same sections give the same bytes.
+    """
+    root = etree.Element("opml", version="2.0")
+    head = etree.SubElement(root, "head")
+    etree.SubElement(head, "title").text = xml_safe(f"{config.paper.name} · 订阅源")
+    etree.SubElement(head, "ownerName").text = xml_safe(config.paper.name)
+    body = etree.SubElement(root, "body")
+    channels = [(paper_channel(config), "")] + [
+        (section_channel(config, name, slug), name) for name, slug in sections.items()
+    ]
+    for kind, label in OPML_FOLDERS:
+        folder = etree.SubElement(body, "outline", text=label, title=label)
+        for n, (channel, _name) in enumerate(channels):
+            _outline(folder, channel.title, channel.links[kind], channel.home)
+            if n == 0 and kind == "atom":
+                _outline(folder, f"{config.paper.name} · 每期目录", urls.feed_url(config, "issues"),
+                         urls.site(config) + urls.INDEX_PATH)
+    return bytes(etree.tostring(root, pretty_print=True, encoding="UTF-8", xml_declaration=True))
+
+
+def _outline(parent: etree._Element, title: str, xml_url: str, html_url: str) -> None:
+    title = xml_safe(title)
+    etree.SubElement(parent, "outline", type="rss", text=title, title=title,
+                     xmlUrl=xml_url, htmlUrl=html_url)
 
 
 def _newest(times: Sequence[datetime], tz: tzinfo) -> datetime:
@@ -254,10 +378,10 @@ def _generator(config: Config, feed_id: str, title: str, subtitle: str) -> FeedG
     return fg
 
 
-def _links(fg: FeedGenerator, config: Config, kind: str, home: str) -> None:
+def _links(fg: FeedGenerator, kind: str, self_url: str, home: str) -> None:
     fg.link(
         [  # feedgen takes the last link as RSS <channel><link>: the home page
-            {"href": urls.feed_url(config, kind), "rel": "self", "type": urls.FEED_TYPES[kind]},
+            {"href": self_url, "rel": "self", "type": urls.FEED_TYPES[kind]},
             {"href": home, "rel": "alternate", "type": "text/html"},
         ],
         replace=True,
@@ -269,18 +393,18 @@ def rss_and_atom(
     config: Config,
     feed_id: str | None = None,
     gone: Sequence[Tombstone] = (),
+    channel: Channel | None = None,
 ) -> tuple[bytes, bytes]:
     """RSS 2.0 and Atom 1.0 from one generator: same entries, same order.
 
     `feed_id`: the Atom feed's stored id (default: its URL now). `gone`:
     RFC 6721 tombstones for the Atom feed (RSS has no such thing; the entry
     simply leaves it). A withdrawal changes the feed, so its time counts
-    towards the feed's `updated` and `lastBuildDate`.
+    towards the feed's `updated` and `lastBuildDate`. `channel`: whose feeds
+    these are (default: the paper's own).
     """
-    paper = config.paper
-    fg = _generator(
-        config, feed_id or urls.feed_url(config, "atom"), paper.name, paper.description
-    )
+    channel = channel or paper_channel(config, feed_id)
+    fg = _generator(config, feed_id or channel.atom_id, channel.title, channel.subtitle)
     fg.load_extension("dc", atom=False, rss=True)
     newest = _newest([e.updated for e in items] + [t.when for t in gone], config.tz)
     fg.updated(newest)
@@ -306,9 +430,9 @@ def rss_and_atom(
         names = e.authors + e.contributors
         if names:
             fe.dc.dc_creator(list(names))
-    _links(fg, config, "atom", urls.site(config))
+    _links(fg, "atom", channel.links["atom"], channel.home)
     atom = with_tombstones(fg.atom_str(pretty=True), gone)
-    _links(fg, config, "rss", urls.site(config))
+    _links(fg, "rss", channel.links["rss"], channel.home)
     rss = _hex_references(fg.rss_str(pretty=True))
     return rss, atom
 
@@ -369,17 +493,18 @@ def _hex_references(rss: bytes) -> bytes:
     return _RSS_PLAIN.sub(swap, rss)
 
 
-def json_feed(items: Sequence[Entry], config: Config) -> bytes:
-    """JSON Feed 1.1 with the same entries as RSS and Atom."""
+def json_feed(items: Sequence[Entry], config: Config, channel: Channel | None = None) -> bytes:
+    """JSON Feed 1.1 with the same entries as RSS and Atom (`channel`: as for `rss_and_atom`)."""
     paper = config.paper
+    channel = channel or paper_channel(config)
     feed: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
-        "title": xml_safe(paper.name),
-        "home_page_url": urls.site(config),
-        "feed_url": urls.feed_url(config, "json"),
+        "title": xml_safe(channel.title),
+        "home_page_url": channel.home,
+        "feed_url": channel.links["json"],
     }
-    if paper.description:
-        feed["description"] = xml_safe(paper.description)
+    if channel.subtitle:
+        feed["description"] = xml_safe(channel.subtitle)
     feed["language"] = paper.language
     feed["authors"] = [{"name": xml_safe(paper.name), "url": urls.site(config)}]
     feed["items"] = [_json_item(e) for e in items]
@@ -431,5 +556,5 @@ def issues_feed(
         toc = toc_html(held, lambda a: urls.article_url(config, a.id))
         fe.content(str(toc), type="html")
     fg.updated(_newest(stamps, tz))
-    _links(fg, config, "issues", urls.site(config) + urls.INDEX_PATH)
+    _links(fg, "issues", urls.feed_url(config, "issues"), urls.site(config) + urls.INDEX_PATH)
     return fg.atom_str(pretty=True)

@@ -24,7 +24,7 @@ from datetime import date
 from typing import Any
 
 from .i18n import _
-from .models import Article, Byline, article_id
+from .models import SECTION_NAME_MAX, Article, Byline, article_id
 from .pages import ParsedPage, normalize_text
 
 _STRINGS = ("title", "kicker", "subtitle", "dateline", "section")
@@ -58,6 +58,12 @@ def parse_markdown(text: str, day: date, source: str = "") -> ParsedPage:
             raise FrontMatterError(
                 _("front matter: {key} must be a list of strings (got {value!r})")
                 .format(key=key, value=value))
+    section = meta.get("section")
+    if isinstance(section, str) and (len(section.strip()) > SECTION_NAME_MAX
+                                     or "\n" in section.strip()):
+        raise FrontMatterError(
+            _("front matter: section must be one line of at most {max} characters "
+              "(got {value!r})").format(max=SECTION_NAME_MAX, value=section))
     if "date" in meta:
         if not isinstance(meta["date"], date):
             raise FrontMatterError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from .handwritten import FrontMatterError, parse_markdown
 from .i18n import _
 from .models import take_correction
 from .pages import DecodeError, ParsedPage, decode_page, parse_page
+from .sections import with_file_section
 from .store import Store
 
 MARKDOWN_SUFFIXES = {".md", ".markdown"}
@@ -106,8 +107,12 @@ def publication_date(path: Path, explicit: date | None, today: date) -> date:
     return date_from_name(path.name) or explicit or today
 
 
-def read_file(path: Path, day: date) -> ParsedPage:
-    """Read one input file with the reader for its type; errors name the file."""
+def read_file(path: Path, day: date, sections: Mapping[str, str] | None = None) -> ParsedPage:
+    """Read one input file with the reader for its type; errors name the file.
+
+    `sections`: `[sections] files` (file-name pattern → section), the section
+    of the articles that neither front matter nor a page header placed.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -130,7 +135,8 @@ def read_file(path: Path, day: date) -> ParsedPage:
     except FrontMatterError as exc:
         raise PageError(str(path), str(exc)) from None
     # A closing 更正：… line is a correction's note, not the article's text.
-    page.articles[:] = [take_correction(a) for a in page.articles]
+    page.articles[:] = with_file_section(
+        (take_correction(a) for a in page.articles), path.name, sections or {})
     return page
 
 
@@ -152,11 +158,13 @@ def ingest(
     explicit_date: date | None,
     today: date,
     now: datetime,
+    sections: Mapping[str, str] | None = None,
 ) -> IngestReport:
+    """Each file in its own transaction; `sections` as for `read_file`."""
     report = IngestReport()
     for path in paths:
         try:
-            page = read_file(path, publication_date(path, explicit_date, today))
+            page = read_file(path, publication_date(path, explicit_date, today), sections)
             if not page.articles:
                 raise PageError(str(path), _("no articles found"), hint=page_shape_hint())
             result = store.save_articles(page.articles, now)

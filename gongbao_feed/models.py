@@ -161,6 +161,11 @@ def _bigrams(text: str) -> set[str]:
     return {text[i : i + 2] for i in range(len(text) - 1)}
 
 
+#: The longest section name (栏目) a config or a Markdown file may give: it is part
+#: of the keys the store keeps feed ids and slugs under (64 characters).
+SECTION_NAME_MAX = 32
+
+
 @dataclass(frozen=True)
 class Article:
     """One article as read from a page or a Markdown file.

@@ -327,6 +327,51 @@ _FURNITURE = re.compile(
 )
 
 
+# A page header that names its page's section (版面): 第3版 要闻, 第3版：要闻, 要闻 第3版,
+# 03版 要闻, A03版 要闻, 第三版 · 工会新闻. The name is Han or Latin letters first, at
+# most 12 characters, no space or colon inside (社会·民生 is one name).
+_HEADER_SEP = r"[\s：:·・•|｜/／—–-]"
+_SECTION_NAME = r"(?![第版])[\u4e00-\u9fffA-Za-z][^\s：:|｜/／0-9０-９第版]{0,11}"
+_PAGE_HEADERS = (
+    # 第3版 要闻, 第3版：要闻, 要闻第3版: the name may touch 第…版.
+    re.compile(
+        rf"^(?:(?P<before>{_SECTION_NAME}){_HEADER_SEP}*)?"
+        rf"第\s*[0-9０-９一二三四五六七八九十]{{1,3}}\s*版"
+        rf"(?:{_HEADER_SEP}*(?P<after>{_SECTION_NAME}))?$"
+    ),
+    # 03版 要闻, A03版 要闻: without 第 the name stands apart, so 5版方案 is no header.
+    re.compile(
+        rf"^(?:(?P<before>{_SECTION_NAME}){_HEADER_SEP}+)?"
+        rf"[A-Za-zＡ-Ｚ]?[0-9０-９]{{1,3}}\s*版"
+        rf"(?:{_HEADER_SEP}+(?P<after>{_SECTION_NAME}))?$"
+    ),
+)
+
+
+def _page_header(text: str) -> re.Match[str] | None:
+    for pattern in _PAGE_HEADERS:
+        m = pattern.match(text)
+        if m is not None:
+            return m
+    return None
+
+
+def header_section(text: str) -> str | None:
+    """The section a page header names (`第3版 要闻` → 要闻), or None.
+
+    None for a header that names none (`第3版`, a date line) and for any
+    line that is not a page header. A name on both sides of the page number
+    (`要闻 第3版 要闻`) is not a header this reads.
+    """
+    text = text.strip(_SPACE)
+    if len(text) > 40:
+        return None
+    m = _page_header(text)
+    if m is None or (m["before"] and m["after"]):
+        return None
+    return m["before"] or m["after"]
+
+
 @dataclass
 class Unit:
     text: str
@@ -392,7 +437,8 @@ def _headline_shaped(text: str) -> bool:
 
 def _classify(unit: Unit) -> Kind:
     text = unit.text
-    if (len(text) <= 40 and _FURNITURE.match(text)) or _ROLE_ONLY.match(text):
+    if ((len(text) <= 40 and (_FURNITURE.match(text) or _page_header(text)))
+            or _ROLE_ONLY.match(text)):
         return Kind.FURNITURE  # a page header, or a credit that lost its name
     if _CONTINUES.match(text):
         # The rest of a broken paragraph, whatever it looks like; its photo
@@ -443,8 +489,9 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
         (_("line {line}: skipped a credit with no name {text!r}") if _ROLE_ONLY.match(u.text)
          else _("line {line}: skipped page header {text!r}")).format(line=u.line, text=u.text)
         for u in units
-        if u.kind is Kind.FURNITURE
+        if u.kind is Kind.FURNITURE and header_section(u.text) is None
     ]
+    headers = _section_marks(units)
     units = [u for u in units if u.kind is not Kind.FURNITURE]
     indented = _indented_layout(units)
     starts = _article_starts(units, indented)
@@ -484,8 +531,41 @@ def parse_page(text: str, day: date, source: str = "") -> ParsedPage:
         seen_ids[art.id] = n + 1
         if n:
             art = replace(art, id=f"{art.id}-{n + 1}")
+        section = _section_at(headers, units[start].line)
+        if section is not None:
+            art = replace(art, section=section)
         articles.append(art)
     return ParsedPage(articles, warnings, no_headline=not starts)
+
+
+def _section_marks(units: list[Unit]) -> list[tuple[int, str | None]]:
+    """(line, section) for every page-number header, in page order.
+
+    A header that names a section starts it; one that gives only a page
+    number (`第4版`) starts a page whose section is unknown, so it ends the
+    one before. A date line changes nothing.
+    """
+    marks: list[tuple[int, str | None]] = []
+    for u in units:
+        if u.kind is not Kind.FURNITURE or _ROLE_ONLY.match(u.text):
+            continue
+        section = header_section(u.text)
+        if section is not None or ("版" in u.text and not _DATE_HEADER.search(u.text)):
+            marks.append((u.line, section))
+    return marks
+
+
+_DATE_HEADER = re.compile(r"[0-9０-９]{4}年")
+
+
+def _section_at(marks: list[tuple[int, str | None]], line: int) -> str | None:
+    """The section of the last header above `line`: the articles under a header are its."""
+    section = None
+    for at, name in marks:
+        if at > line:
+            break
+        section = name
+    return section
 
 
 def _article_starts(units: list[Unit], indented: bool) -> list[tuple[int, int]]:

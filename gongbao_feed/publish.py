@@ -7,6 +7,7 @@ and reruns can fix "now".
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
 from .models import Article, DeliveryState, Issue, Member, MemberStatus, mailbox_key
+from .sections import SLUG_KIND, assign_slugs, section_names
 from .signing import Signer, load_signer
 from .skeleton import builtin_templates
 from .store import Store
@@ -119,6 +121,28 @@ class PublishReport:
         }
 
 
+def _remove_stale_sections(public: Path, current: set[str]) -> None:
+    """Remove the files render wrote for sections that have no article any more.
+
+    A section goes when its articles move to another one (a `[sections]`
+    pattern or a page header changed) or its slug is configured anew: its
+    feeds and page would otherwise stand frozen, still found by readers and
+    search engines. Only the files render writes there are removed (then the
+    folder, if that left it empty); anything else put there stays.
+    """
+    root = public / urls.SECTIONS_DIR
+    if not root.is_dir():
+        return
+    own = [urls.INDEX_PATH, *(urls.FEED_FILES[k] for k in urls.SECTION_FEEDS)]
+    for folder in root.iterdir():
+        if folder.name in current or not folder.is_dir():
+            continue
+        for name in own:
+            (folder / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
 class Newsroom:
     """A working folder: its config, its store and its clock."""
 
@@ -166,7 +190,8 @@ class Newsroom:
         """Read pages (default: the whole inbox) into the store."""
         files = list(paths) if paths is not None else inbox_files(self.config.inbox)
         report = ingest(
-            self.store, files, explicit_date=on_date, today=self.today(), now=self.now()
+            self.store, files, explicit_date=on_date, today=self.today(), now=self.now(),
+            sections=self.config.sections.files,
         )
         if paths is None and not files:
             report.empty_inbox = self.config.inbox
@@ -232,21 +257,41 @@ class Newsroom:
         issues = self.store.issues(newest_first=False)
         articles = [a for a in self.store.all_articles() if a.issue is not None]
         decisions = self.decisions()
+        sections = self.section_slugs(articles)
         env = environment([self.config.templates_dir / "web", builtin_templates() / "web"])
         files = {
             **render_feeds(
-                articles, issues, self.config, self._feed_ids(articles, issues), decisions
+                articles, issues, self.config, self._feed_ids(articles, issues, sections),
+                decisions, sections,
             ),
-            **render_archive(issues, articles, self.config, env, decisions),
+            **render_archive(issues, articles, self.config, env, decisions, sections),
         }
         public = self.config.public_dir
         written = tuple(
             path for path, data in files.items()
             if atomic_write(public / path, data, durable=False)
         )
+        _remove_stale_sections(public, set(sections.values()))
         return RenderReport(written, len(files) - len(written))
 
-    def _feed_ids(self, articles: Sequence[Article], issues: Sequence[Issue]) -> FeedIds:
+    def section_slugs(self, articles: Sequence[Article]) -> dict[str, str]:
+        """Every section of these (published) articles → its slug, in order of first
+        appearance; slugs made now are stored, so they never change (see sections.py)."""
+        names = section_names(articles)
+        configured = self.config.sections.slugs
+        stored = self.store.feed_ids(SLUG_KIND)
+        slugs = assign_slugs(names, configured, stored)
+        fresh = {n: s for n, s in slugs.items() if n not in configured and n not in stored}
+        if fresh:
+            kept = self.store.keep_feed_ids(SLUG_KIND, fresh, self.clock())
+            if kept != fresh:  # another render stored some first: theirs stand
+                slugs = assign_slugs(names, configured, self.store.feed_ids(SLUG_KIND))
+        return slugs
+
+    def _feed_ids(
+        self, articles: Sequence[Article], issues: Sequence[Issue],
+        sections: dict[str, str] | None = None,
+    ) -> FeedIds:
         """The feed ids of everything about to be published: stored ones, and for the
         rest ids minted now and stored before any feed carries them (see feeds.FeedIds)."""
         store, now = self.store, self.clock()
@@ -255,7 +300,7 @@ class Newsroom:
             issues={int(k): v for k, v in store.feed_ids("issue").items()},
             feeds=store.feed_ids("feed"),
         )
-        minted = mint_ids(articles, issues, self.config, known)
+        minted = mint_ids(articles, issues, self.config, known, sections)
         return FeedIds(
             articles=store.keep_feed_ids("article", dict(minted.articles), now),
             issues={

@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -333,7 +333,19 @@ class Store:
                     new += 1
                     continue
                 saved.add(row.id)
-                if row.content_hash != values["content_hash"]:
+                if (row.content_hash != values["content_hash"]
+                        and row.content_hash == replace(art, section=row.section).content_hash):
+                    # Only the section moved (a page header now read, a [sections] pattern
+                    # changed): where the paper placed it, not what it says, so no
+                    # revision and no correction note, and nobody is told.
+                    conn.execute(
+                        articles_t.update()
+                        .where(articles_t.c.id == row.id)
+                        .values(section=art.section, content_hash=values["content_hash"],
+                                source=art.source, position=art.position)
+                    )
+                    unchanged += 1
+                elif row.content_hash != values["content_hash"]:
                     conn.execute(
                         articles_t.update()
                         .where(articles_t.c.id == row.id)
@@ -486,6 +498,16 @@ class Store:
         """
         if not minted:
             return {}
+        for _attempt in range(3):
+            try:
+                return self._keep_feed_ids(kind, minted, now)
+            except IntegrityError:
+                # Another render stored some of these between our read and our insert
+                # (two assembles at once): read again; theirs stand.
+                continue
+        return self._keep_feed_ids(kind, minted, now)
+
+    def _keep_feed_ids(self, kind: str, minted: dict[str, str], now: datetime) -> dict[str, str]:
         with self.transaction() as conn:
             have = {
                 r.key for r in conn.execute(

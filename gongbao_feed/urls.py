@@ -27,6 +27,24 @@ INDEX_PATH = "index.html"
 STYLESHEET_PATH = "style.css"
 
 
+#: Every section's files live under this folder of the public folder.
+SECTIONS_DIR = "sections"
+#: The feed files a section has, by kind (the same names as the paper's own).
+SECTION_FEEDS = ("rss", "atom", "json")
+#: The subscription list of every feed (OPML 2.0).
+OPML_PATH = "feeds.opml"
+
+
+def section_path(slug: str) -> str:
+    """The section's archive page: sections/<slug>/index.html."""
+    return f"{SECTIONS_DIR}/{slug}/{INDEX_PATH}"
+
+
+def section_feed_path(slug: str, kind: str) -> str:
+    """sections/<slug>/feed.xml, atom.xml or feed.json."""
+    return f"{SECTIONS_DIR}/{slug}/{FEED_FILES[kind]}"
+
+
 def site(config: Config) -> str:
     return config.paper.base_url
 

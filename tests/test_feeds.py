@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import feedparser
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +20,15 @@ from gongbao_feed.models import Byline
 from gongbao_feed.publish import Newsroom
 
 from .conftest import FixedClock
+from .helpers_feeds import (
+    NS,
+    RFC822,
+    assert_atom_valid,
+    assert_json_feed_valid,
+    assert_rss_valid,
+    jing,
+    parsed_feed,
+)
 from .helpers_issues import (
     BASE,
     SCHEMAS,
@@ -37,13 +42,6 @@ from .helpers_issues import (
     record,
 )
 
-NS = {
-    "atom": "http://www.w3.org/2005/Atom",
-    "content": "http://purl.org/rss/1.0/modules/content/",
-    "dc": "http://purl.org/dc/elements/1.1/",
-}
-RFC822 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} "
-                    r"[+-]\d{4}$")
 HOSTILE = "2026-03-02-01.txt"
 
 
@@ -67,9 +65,7 @@ def read(room: Newsroom, name: str) -> bytes:
 
 
 def parsed(room: Newsroom, name: str) -> feedparser.FeedParserDict:
-    feed = feedparser.parse(read(room, name))
-    assert not feed.bozo, feed.get("bozo_exception")
-    return feed
+    return parsed_feed(read(room, name))
 
 
 # -- readers can read them ------------------------------------------------------
@@ -153,67 +149,20 @@ def test_any_text_makes_feeds_readers_accept(title: str, paragraphs: list[str], 
 # -- schemas ----------------------------------------------------------------------
 
 
-def _jing() -> str:
-    found = shutil.which("jing")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("jing is not installed; CI installs it (apt-get install jing)")
-        pytest.skip("jing (Debian package `jing`) is not installed")
-    return found
-
-
 def test_atom_validates_against_rfc4287_schema(published: Newsroom) -> None:
     public = published.config.public_dir
-    result = subprocess.run(
-        [_jing(), "-c", str(SCHEMAS / "atom.rnc"), str(public / "atom.xml"),
-         str(public / "issues.xml")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_atom_valid(public / "atom.xml", public / "issues.xml")
 
 
 def test_json_feed_validates_against_schema(published: Newsroom) -> None:
-    schema = json.loads((SCHEMAS / "jsonfeed-1.1.schema.json").read_text("utf-8"))
-    feed = json.loads(read(published, "feed.json"))
-    validator = jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-    validator.validate(feed)
-    assert feed["version"] == "https://jsonfeed.org/version/1.1"
-    assert feed["language"] == "zh-CN" and feed["authors"]
-    for item in feed["items"]:
-        for key in ("date_published", "date_modified"):
-            assert datetime.fromisoformat(item[key]).utcoffset() == timedelta(hours=8)
+    assert_json_feed_valid(read(published, "feed.json"))
 
 
 # -- what the W3C validator checks ------------------------------------------------
 
 
 def test_rss_follows_the_validator_rules(published: Newsroom) -> None:
-    rss = etree.fromstring(read(published, "feed.xml"))
-    channel = rss.find("channel")
-    self_link = channel.find("atom:link[@rel='self']", NS)
-    assert self_link.get("href") == BASE + "feed.xml"
-    assert self_link.get("type") == "application/rss+xml"
-    assert channel.findtext("link") == BASE
-    assert channel.findtext("language") == "zh-CN"
-    assert RFC822.match(channel.findtext("lastBuildDate"))
-    items = channel.findall("item")
-    assert items
-    for item in items:
-        tags = [child.tag for child in item]
-        assert tags.index("description") < tags.index(f"{{{NS['content']}}}encoded")
-        guid = item.find("guid")
-        assert guid.text.startswith("tag:") and guid.get("isPermaLink") == "false"
-        assert item.findtext("link").startswith(BASE)
-        assert RFC822.match(item.findtext("pubDate"))
-        assert item.findtext("pubDate").endswith("+0800")
-        assert item.findall("dc:creator", NS)
-    everything = read(published, "feed.xml").decode()
-    for url in re.findall(r'(?:href|src)=(?:"|&quot;)([^"&]+)', everything):
-        assert url.startswith(("https://", "http://")), url
-    newest = max(parsedate_to_datetime(i.findtext("pubDate")) for i in items)
-    assert parsedate_to_datetime(channel.findtext("lastBuildDate")) == newest
+    assert_rss_valid(read(published, "feed.xml"), BASE + "feed.xml", BASE)
 
 
 def test_plain_text_uses_hex_references_in_rss(tmp_path: Path) -> None:
@@ -389,7 +338,7 @@ def test_moving_the_site_changes_links_never_ids(tmp_path: Path) -> None:
         after = _everything(moved)
         public = moved.config.public_dir  # the RFC 4287 schema still holds after the move
         result = subprocess.run(
-            [_jing(), "-c", str(SCHEMAS / "atom.rnc"), str(public / "atom.xml"),
+            [jing(), "-c", str(SCHEMAS / "atom.rnc"), str(public / "atom.xml"),
              str(public / "issues.xml")], capture_output=True, text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
