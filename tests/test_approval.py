@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -33,7 +34,7 @@ from gongbao_feed.web import create_app
 from .conftest import FixedClock
 from .helpers_cli import run
 from .helpers_web import running
-from .test_schedule import EXE, add_members, start, write_config
+from .test_schedule import EXE, Run, add_members, start, write_config
 
 EDITORS = ("editor@news.example.org", "chief@news.example.org")
 MEMBERS = 3
@@ -299,7 +300,7 @@ def test_the_gate_stops_a_digest_that_lost_an_article_and_names_it(workdir: Path
         "forced_by": None,
     }]
     code, out, _err = run(workdir, "status")
-    assert f"quality gate: issue 1 not sent" in str(out) and lost.id in str(out)
+    assert "quality gate: issue 1 not sent" in str(out) and lost.id in str(out)
 
     code, out, err = run(workdir, "send", "--force", "--by", "值班编辑")
     assert code == 0, err
@@ -356,13 +357,23 @@ def _service_folder(workdir: Path) -> tuple[Path, list[str]]:
     return config_path, emails
 
 
+@pytest.fixture
+def services() -> Iterator[list[Run]]:
+    """Every service a test starts is gone when it ends, passed or failed."""
+    started: list[Run] = []
+    yield started
+    for service in started:
+        if service.proc.poll() is None:
+            service.finish(kill=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["command", "link"])
 def test_the_service_proofs_waits_and_sends_once_approved(
-    workdir: Path, runs: list, how: str
+    workdir: Path, services: list[Run], how: str
 ) -> None:
     config_path, emails = _service_folder(workdir)
-    service = start(runs, config_path)
+    service = start(services, config_path)
     service.wait_for(r"publish: issue 1 with \d+ articles; waiting for an editor's approval")
     assert outbox_files(workdir) == proofs(workdir)  # the editors only
 
