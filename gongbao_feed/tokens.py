@@ -1,4 +1,6 @@
-"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither.
+"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither;
+and approve tokens for the proofs (issue, editor, expiry), sealed the same way under
+a key derived apart and other associated data, so neither ever opens as the other.
 
 Shape of a token (URL-safe, no padding, no dots):
 
