@@ -668,7 +668,17 @@ class Store:
         this call approved it). An issue approved already keeps who and when."""
         with self.transaction() as conn:
             row = conn.execute(select(approvals_t).where(approvals_t.c.issue == issue)).first()
-            if row is None:
+            insert = upsert(conn, approvals_t)
+            if row is None and insert is not None:  # another approver may insert meanwhile
+                conn.execute(insert.values(
+                    issue=issue, requested_at=when, editors="[]", approved_at=when,
+                    approved_by=by, approved_via=via,
+                ).on_conflict_do_nothing(index_elements=[approvals_t.c.issue]))
+                mine = conn.execute(select(approvals_t).where(approvals_t.c.issue == issue)).one()
+                # (psycopg reports no rowcount for ON CONFLICT DO NOTHING: read it back)
+                changed = (mine.approved_by, mine.approved_via) == (by, via) and \
+                    _row_to_approval(mine).approved_at == when
+            elif row is None:
                 conn.execute(approvals_t.insert().values(
                     issue=issue, requested_at=when, editors="[]", approved_at=when,
                     approved_by=by, approved_via=via))
@@ -700,6 +710,12 @@ class Store:
             "forced_at": check.forced_at, "forced_by": check.forced_by,
         }
         with self.transaction() as conn:
+            insert = upsert(conn, send_checks_t)
+            if insert is not None:  # several senders at once: one statement, no race
+                conn.execute(insert.values(issue=check.issue, **values)
+                             .on_conflict_do_update(index_elements=[send_checks_t.c.issue],
+                                                    set_=values))
+                return
             conn.execute(send_checks_t.delete().where(send_checks_t.c.issue == check.issue))
             conn.execute(send_checks_t.insert().values(issue=check.issue, **values))
 

@@ -413,3 +413,46 @@ def test_send_refuses_while_approval_is_pending_even_in_the_library(workdir: Pat
         with pytest.raises(DeliveryError, match="waiting for an editor's approval"):
             room.send(1, force=True)
         assert room.send(1, to="someone@example.org").sent == 1  # a test copy still goes
+
+
+# -- the records, on SQLite and PostgreSQL ---------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gongbao.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_approvals_and_gate_verdicts_are_kept_once_per_issue(store_url: str) -> None:
+    from datetime import date
+
+    from gongbao_feed.models import Issue
+    from gongbao_feed.review import Problem, SendCheck
+    from gongbao_feed.store import Store
+
+    t0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    with Store(store_url) as store:
+        for n in (1, 2):
+            store.add_issue(Issue(n, date(2026, 12, n), f"第{n}期", (), t0))
+        store.request_approval(1, t0, EDITORS)
+        store.request_approval(1, t0 + timedelta(hours=1), ("other@example.org",))
+        assert [(a.issue, a.requested_at, a.editors) for a in store.approvals(awaiting=True)] \
+            == [(1, t0, EDITORS)]
+        first, changed = store.approve(1, t0 + timedelta(hours=2), "王编辑", "command")
+        again, changed_again = store.approve(1, t0 + timedelta(hours=3), "李编辑", "link")
+        assert (changed, changed_again) == (True, False)
+        assert first == again and again.approved_by == "王编辑"
+        never_asked, changed = store.approve(2, t0, "editor@news.example.org", "link")
+        assert changed and never_asked.editors == ()
+        assert [a.issue for a in store.approvals(to_send=True)] == [1, 2]
+        store.mark_sent(1, t0 + timedelta(hours=4))
+        assert [a.issue for a in store.approvals(to_send=True)] == [2]
+
+        problem = Problem("digest", "the digest lacks x", ("x",))
+        store.record_check(SendCheck(1, t0, False, (problem,)))
+        store.record_check(SendCheck(1, t0 + timedelta(minutes=5), False, (problem,),
+                                     t0 + timedelta(minutes=5), "值班编辑"))
+        (check,) = store.send_checks()
+        assert (check.problems, check.forced_by) == ((problem,), "值班编辑")
