@@ -41,6 +41,10 @@ class AssembleResult:
     plan: Plan
     dry_run: bool = False
     render: RenderReport | None = None
+    #: With issue.approval = "required": the issue waits for an editor (review.py).
+    awaiting_approval: bool = False
+    proof_to: tuple[str, ...] = ()  # the editors the proof reached
+    proof_failed: tuple[tuple[str, str], ...] = ()  # (editor, why) it did not reach
 
     @property
     def issue(self) -> Issue | None:
@@ -50,15 +54,29 @@ class AssembleResult:
     def reason(self) -> str:
         if self.dry_run and self.plan.issue is not None:
             return _("dry run: would make {plan}; nothing written").format(plan=self.plan.reason)
+        if self.awaiting_approval and self.plan.issue is not None:
+            number = self.plan.issue.number
+            text = _("{plan}; waiting for an editor's approval").format(plan=self.plan.reason)
+            if self.proof_to:
+                text += _(" (proof mailed to {editors})").format(editors=", ".join(self.proof_to))
+            if self.proof_failed:
+                text += _("; the proof did not reach {editors}").format(
+                    editors=", ".join(e for e, _why in self.proof_failed))
+            return text + _("; `gongbao-feed approve {n}` releases it").format(n=number)
         return self.plan.reason
 
     def to_json(self) -> dict[str, Any]:
         issue = self.plan.issue
-        return {
+        data: dict[str, Any] = {
             "issue": issue.number if issue else None,
             "articles": list(issue.article_ids) if issue else [],
             "reason": self.reason,
         }
+        if self.awaiting_approval:
+            data["awaiting_approval"] = True
+            data["proof"] = {"sent": list(self.proof_to), "failed": [
+                {"email": e, "error": why} for e, why in self.proof_failed]}
+        return data
 
 
 def publication_order(article: Article) -> tuple[date, str, int, str]:

@@ -335,6 +335,10 @@ def assemble(dry_run: bool, force: bool, as_json: bool, config_path: Path) -> No
             click.echo(f"  {aid}")
     if result.render is not None:
         click.echo(rendered(result.render))
+    for editor, why in result.proof_failed:
+        fail(_("proof to {editor}: {why}").format(editor=editor, why=why))
+    if result.proof_failed:
+        sys.exit(1)
 
 
 @main.command(help=N_("Write the feeds (RSS, Atom, JSON Feed, issues) and the web archive "
@@ -571,11 +575,16 @@ def members_list(as_json: bool, config_path: Path) -> None:
         help=N_("Send one test copy to ADDRESS; the ledger is not touched."))
 @option("--retry-failed", is_flag=True,
         help=N_("Also try again the addresses the relay refused for good (5xx)."))
+@option("--force", is_flag=True,
+        help=N_("Send even though the quality gate failed, after a person has looked "
+                "(recorded). Does not skip an editor's approval."))
+@by_option
 @json_option
 @config_option
 @friendly
 def send(number: int | None, via: str | None, dry_run: bool, address: str | None,
-         retry_failed: bool, as_json: bool, config_path: Path) -> None:
+         retry_failed: bool, force: bool, by: str | None, as_json: bool,
+         config_path: Path) -> None:
     with (
         open_newsroom(config_path) as room,
         _progress(enabled=not as_json) as progress,
@@ -583,7 +592,8 @@ def send(number: int | None, via: str | None, dry_run: bool, address: str | None
     ):
         try:
             report = room.send(number, via=via, dry_run=dry_run, to=address, progress=progress,
-                               stop=stopping.event, retry_failed=retry_failed)
+                               stop=stopping.event, retry_failed=retry_failed, force=force,
+                               by=by)
         except GongbaoError as exc:
             if as_json and isinstance(exc.report, SendReport):
                 emit(exc.report.to_json())  # the counts so far, with "error"
@@ -635,6 +645,39 @@ def _stop_on_signals() -> Iterator[_Stopping]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@main.command(help=N_(
+    "Approve issue N for the members (with issue.approval = \"required\").\n\n"
+    "Records who and when; the service then sends it at its next ingest, or run "
+    "`gongbao-feed send --issue N`."
+))
+@click.argument("number", metavar="N", type=click.IntRange(min=1))
+@by_option
+@json_option
+@config_option
+@friendly
+def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        approval, changed = room.approve(number, by=by)
+        every = room.config.schedule.ingest_every_minutes
+        tz = room.config.tz
+    when = approval.approved_at.astimezone(tz) if approval.approved_at else None
+    if as_json:
+        emit({"issue": number, "approved": True, "changed": changed,
+              "approved_by": approval.approved_by, "approved_via": approval.approved_via,
+              "approved_at": when.isoformat(timespec="seconds") if when else None})
+        return
+    shown = when.isoformat(timespec="minutes") if when else "-"
+    if changed:
+        click.echo(_("issue {n}: approved by {who} at {when}").format(
+            n=number, who=approval.approved_by, when=shown))
+    else:
+        click.echo(_("issue {n}: already approved by {who} at {when}; nothing changed").format(
+            n=number, who=approval.approved_by, when=shown))
+    if approval.sent_at is None:
+        note(_("the service sends it to the members within {n} min (its next ingest)").format(
+            n=every), hint=_("or send it now: `gongbao-feed send --issue {n}`").format(n=number))
 
 
 @main.command(help=N_("The delivery ledger: counts by state, and every failure with its reason."))

@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -97,6 +98,12 @@ class IssueConfig(_Section):
     title: str = "{paper} 第{number}期 · {date}"
     min_articles: Annotated[int, Field(ge=0)] = 1
     max_articles: Annotated[int, Field(ge=1)] = 60
+    #: "required": an editor approves each issue before members are mailed (review.py).
+    approval: Literal["none", "required"] = "none"
+    #: Who gets the proof copy with the approve link: bare addresses.
+    editors: list[str] = Field(default_factory=list, validate_default=True)
+    #: Days a proof's approve link works.
+    approval_link_days: Annotated[int, Field(ge=1, le=90)] = 7
 
     @field_validator("title")
     @classmethod
@@ -104,6 +111,24 @@ class IssueConfig(_Section):
         _header_safe(check_one_line, v)  # an issue's title is in every digest's subject
         _check_template(v, {"paper", "number", "date"})
         return v
+
+    @field_validator("editors")
+    @classmethod
+    def _editors(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for address in v:
+            try:
+                bare = split_mailbox(address) == ("", address.strip()) and "@" in address
+            except HeaderError:
+                bare = False
+            if not bare:
+                raise ValueError(
+                    _("{address!r} is not a bare address; expected e.g. "
+                      "[\"editor@news.example.org\"]").format(address=address))
+        if info.data.get("approval") == "required" and not v:
+            raise ValueError(
+                _("approval = \"required\" needs at least one editor to mail the proof to; "
+                  "expected e.g. editors = [\"editor@news.example.org\"]"))
+        return [a.strip() for a in v]
 
 
 class FeedConfig(_Section):

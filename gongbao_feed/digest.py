@@ -34,7 +34,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, MIMEPart
@@ -422,6 +422,24 @@ def test_message_id(issue: int, domain: str) -> str:
     return f"<digest-test.{issue}.{uuid.uuid4().hex[:24]}@{domain}>"
 
 
+def proof_digest(digest: Digest, approve_url: str, days: int) -> Digest:
+    """The digest as an editor's proof: a notice with the approve link above everything,
+    in both parts. The link is escaped for HTML; the text part has it on its own line."""
+    notice = (f"【审核样稿】本期（第{digest.issue.number}期）尚未发给会员。"
+              f"审核无误后请打开下面的链接批准发送（{days}天内有效），"
+              f"或在服务器上运行 gongbao-feed approve {digest.issue.number}。")
+    url = html.escape(approve_url, quote=True)
+    banner = (f'<div class="proof" style="border:2px solid #b00;padding:12px;margin:0 0 16px">'
+              f"<p>{html.escape(notice, quote=False)}</p>"
+              f'<p><a href="{url}">批准发送第{digest.issue.number}期</a></p></div>')
+    body = re.search(r"<body[^>]*>", digest.html, re.I)
+    at = body.end() if body else 0
+    wrapped = "\n".join(wrap_text(notice, TEXT_WIDTH))
+    text = f"{wrapped}\n批准发送：\n{approve_url}\n\n{'=' * 36}\n\n"
+    return replace(digest, html=digest.html[:at] + banner + digest.html[at:],
+                   text=text + digest.text)
+
+
 #: What a test copy's subject starts with.
 TEST_SUBJECT_PREFIX = "[测试] "
 
@@ -475,7 +493,9 @@ class Mailer:
     def __init__(
         self, digest: Digest, config: Config, key: bytes, now: datetime, *, test: bool = False,
         signer: Signer | None = None,
+        tag: str = TEST_SUBJECT_PREFIX,
     ) -> None:
+        """`tag` is what a test copy's subject starts with (a proof's is `[审核] `)."""
         self.digest = digest
         self.config = config
         self.key = key
@@ -484,7 +504,7 @@ class Mailer:
         self._signed_at = int(now.timestamp())
         cfg = config.email
         self.sender = _mailbox("email.from", cfg.from_address)
-        subject = (TEST_SUBJECT_PREFIX if test else "") + digest.subject
+        subject = (tag if test else "") + digest.subject
         common = [_built("From", headers.address_header, "From", self.sender.name,
                          self.sender.addr_spec)]
         if cfg.reply_to:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from . import deliver, ledger, urls
+from . import deliver, ledger, tokens, urls
 from .archive import RenderReport, environment, render_archive
 from .assemble import (
     AssembleResult,
@@ -26,7 +26,14 @@ from .assemble import (
 )
 from .config import Config, load_config
 from .deliver import SendReport, make_transport
-from .digest import Digest, Mailer, email_environment, personalise, render_digest
+from .digest import (
+    Digest,
+    Mailer,
+    email_environment,
+    personalise,
+    proof_digest,
+    render_digest,
+)
 from .editorial import (
     ArticleDetail,
     ArticleSummary,
@@ -40,11 +47,23 @@ from .editorial import (
 from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
+from .fragments import clean_article
 from .i18n import _, ngettext
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
 from .models import Article, DeliveryState, Issue, Member, MemberStatus, mailbox_key
+from .review import (
+    PROOF_SUBJECT_PREFIX,
+    Approval,
+    ArticleRef,
+    Problem,
+    SendCheck,
+    check_digest,
+    check_feeds,
+    check_size,
+    describe,
+)
 from .sections import SLUG_KIND, assign_slugs, section_names
 from .signing import Signer, load_signer
 from .skeleton import builtin_templates
@@ -225,7 +244,27 @@ class Newsroom:
                 plan = self._made_by_another_run(plan.issue) or plan
                 if plan.issue is not None:
                     raise
-        return AssembleResult(plan, render=self.render())
+        result = AssembleResult(plan, render=self.render())
+        if plan.issue is not None and self.config.issue.approval == "required":
+            result = self._ask_for_approval(result, plan.issue)
+        return result
+
+    def _ask_for_approval(self, result: AssembleResult, issue: Issue) -> AssembleResult:
+        """Record that `issue` waits for an editor, then mail each editor the proof.
+
+        The record comes first: a proof that fails to go out never lets the
+        issue reach the members unapproved. A transport that fails outright
+        (the relay refuses the login) is reported as the proof not reaching
+        anyone, not raised: the issue is made and rendered either way.
+        """
+        editors = tuple(self.config.issue.editors)
+        self.store.request_approval(issue.number, self.now(), editors)
+        try:
+            sent, failed = self.mail_proofs(issue.number)
+        except GongbaoError as exc:
+            sent, failed = [], [(e, exc.message) for e in editors]
+        return replace(result, awaiting_approval=True, proof_to=tuple(sent),
+                       proof_failed=tuple(failed))
 
     def _made_by_another_run(self, planned: Issue) -> Plan | None:
         """After add_issue refused `planned`: if another run put its articles in an
@@ -251,6 +290,14 @@ class Newsroom:
                 hint=_("move that file away only if it was never published"),
             )
         atomic_write(path, manifest_bytes(issue))
+
+    def feed_files(self) -> dict[str, bytes]:
+        """The main feeds as `render` writes them (file name → bytes), without writing."""
+        issues = self.store.issues(newest_first=False)
+        articles = [a for a in self.store.all_articles() if a.issue is not None]
+        return render_feeds(
+            articles, issues, self.config, self._feed_ids(articles, issues), self.decisions()
+        )
 
     def render(self) -> RenderReport:
         """Write the feeds and the web archive; files whose bytes are unchanged stay untouched."""
@@ -406,12 +453,14 @@ class Newsroom:
         """Ingest the inbox, assemble the next issue (which renders), mail it.
 
         The one entry point for the scheduler and `run --once`. With nothing
-        new, no issue is made and nothing is sent. `stop` ends the send after
+        new, no issue is made and nothing is sent. With issue.approval =
+        "required" the new issue goes to the editors as a proof and waits
+        (see `approve` and `approved_unsent`). `stop` ends the send after
         the message in flight, recorded.
         """
         ingested = self.ingest()
         assembled = self.assemble()
-        if assembled.issue is None:
+        if assembled.issue is None or assembled.awaiting_approval:
             return PublishReport(ingested, assembled)
         sent = self.send(issue=assembled.issue.number, stop=stop)
         return PublishReport(ingested, assembled, sent, stopped=stop is not None and stop.is_set())
@@ -541,8 +590,17 @@ class Newsroom:
         progress: Callable[[int, int], None] | None = None,
         stop: threading.Event | None = None,
         retry_failed: bool = False,
+        force: bool = False,
+        by: str | None = None,
     ) -> SendReport:
         """Mail an issue (default: the newest) to every active member not yet sent it.
+
+        An issue waiting for an editor's approval is refused (DeliveryError
+        saying how to approve it), whatever `force` says. Then the quality
+        gate (review.py) checks the issue once, before any member is
+        claimed; a failure records the verdict and raises DeliveryError
+        naming the checks and articles, unless `force` (a human looked), which
+        sends anyway and records `by` (default the OS user) as who forced it.
 
         Any number of senders may run this at once for the same issue, in
         other processes or on other machines sharing the database: each
@@ -560,13 +618,143 @@ class Newsroom:
         report = SendReport(digest.issue.number, subject=digest.subject, shortened=digest.shortened)
         if dry_run:
             return self._who_would_get(report, retry_failed)
+        if to is None:
+            self._check_approved(digest.issue)
         transport = self._transport or make_transport(self.config, via)
         mailer = Mailer(digest, self.config, load_secret(self.config.state_dir), self.now(),
                         test=to is not None, signer=self.signer())
         stop = stop if stop is not None else threading.Event()
         if to is not None:
             return self._test_copy(report, transport, mailer, to, stop)
-        return self._send_to_members(report, transport, mailer, stop, progress, retry_failed)
+        self._gate(digest, mailer, force, by)
+        report = self._send_to_members(report, transport, mailer, stop, progress, retry_failed)
+        if not stop.is_set():
+            self.store.mark_sent(report.issue, self.now())
+        return report
+
+    # -- approval and the quality gate (review.py) --------------------------------------
+    def needs_approval(self, issue: Issue) -> bool:
+        """Whether members may not be mailed `issue` yet: its approval is on record and not
+        given, or approval is required and the issue has neither an approval nor a send
+        begun (an issue made before approval was switched on, mid-send, is let finish)."""
+        found = self.store.approval(issue.number)
+        if found is not None:
+            return not found.approved
+        if self.config.issue.approval != "required":
+            return False
+        return not self.store.deliveries(issue.number)
+
+    def _check_approved(self, issue: Issue) -> None:
+        if not self.needs_approval(issue):
+            return
+        found = self.store.approval(issue.number)
+        since = (_(" since {when}").format(
+            when=found.requested_at.astimezone(self.config.tz).isoformat(timespec="minutes"))
+            if found is not None else "")
+        raise DeliveryError(
+            _("issue {n} is waiting for an editor's approval{since}; nothing sent").format(
+                n=issue.number, since=since),
+            hint=_("an editor approves it with the link in the proof ([审核]) mail, or run "
+                   "`gongbao-feed approve {n}`; then the service sends it, or run "
+                   "`gongbao-feed send --issue {n}` (--force does not skip approval)").format(
+                       n=issue.number),
+        )
+
+    def approve(self, number: int, by: str | None = None,
+                via: str = "command") -> tuple[Approval, bool]:
+        """Approve issue `number` for the members: (the record, whether this approved it).
+
+        `by` is who (default the OS user; the link gives the editor's
+        address), recorded with the time. Approving twice changes nothing.
+        Raises DeliveryError for an unknown issue.
+        """
+        self.issue(number)
+        return self.store.approve(number, self.now(), operator(by), via)
+
+    def awaiting_approval(self) -> list[Approval]:
+        """The issues waiting for an editor, oldest first."""
+        return self.store.approvals(awaiting=True)
+
+    def approved_unsent(self) -> list[Approval]:
+        """Approved issues whose send to the members has not run to its end: what the
+        scheduler sends at its next ingest."""
+        return self.store.approvals(to_send=True)
+
+    def mail_proofs(
+        self, number: int, via: str | None = None
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Mail each of issue.editors a proof of issue `number`: a test copy (its own
+        Message-ID, no ledger row, the outbox's tests/ folder) tagged `[审核] `, with an
+        approve link valid for issue.approval_link_days. Returns (reached, [(editor, why)])."""
+        issue = self.issue(number)
+        digest = self.digest(number)
+        key = load_secret(self.config.state_dir)
+        days = self.config.issue.approval_link_days
+        expires = int((self.now() + timedelta(days=days)).timestamp())
+        transport = self._transport or make_transport(self.config, via)
+        messages = []
+        signer = self.signer()  # proofs are signed like every other copy ([dkim])
+        for editor in self.config.issue.editors:
+            address = normalise_email(editor)
+            token = tokens.sign_approval(key, issue.number, address, expires)
+            proof = proof_digest(digest, urls.approve_url(self.config, issue.number, token), days)
+            mailer = Mailer(proof, self.config, key, self.now(), test=True,
+                            tag=PROOF_SUBJECT_PREFIX, signer=signer)
+            messages.append(mailer.message(self.store.member(address) or Member(email=address)))
+        sent: list[str] = []
+        failed: list[tuple[str, str]] = []
+
+        def record(outcome: Outcome) -> None:
+            if outcome.state is DeliveryState.SENT:
+                sent.append(outcome.message.email)
+            else:
+                failed.append((outcome.message.email, outcome.detail or _("not sent")))
+
+        transport.deliver(messages, record, threading.Event())
+        return sent, failed
+
+    def check_issue(self, digest: Digest, mailer: Mailer) -> list[Problem]:
+        """The quality gate's checks (review.py) on this digest, the feeds as `render`
+        makes them, and a member's copy as `mailer` makes it; [] when all pass."""
+        issue = digest.issue
+        withdrawn = {w.article_id for w in self.store.withdrawals()}
+
+        def ref(a: Article) -> ArticleRef:
+            return ArticleRef(a.id, clean_article(a).title, urls.article_url(self.config, a.id))
+
+        held = self.store.articles(issue.article_ids)
+        live = [ref(a) for a in held if a.id not in withdrawn]
+        gone = [ref(a) for a in held if a.id in withdrawn]
+        problems = check_digest(digest.html, digest.text, live, gone)
+        files = self.feed_files()
+        feeds = {kind: (urls.FEED_FILES[kind], files[urls.FEED_FILES[kind]])
+                 for kind in ("rss", "atom", "json")}
+        newest = issue.number == self.store.last_issue_number()
+        problems += check_feeds(feeds, live, gone, newest)
+        sample = mailer.message(Member(email="member@example.org", name="会员"))
+        problems += check_size(len(sample.data), self.config.email.size_budget_kb)
+        return problems
+
+    def _gate(self, digest: Digest, mailer: Mailer, force: bool, by: str | None) -> None:
+        """Run the gate, keep its verdict; raise unless it passed or `force`."""
+        number = digest.issue.number
+        problems = tuple(self.check_issue(digest, mailer))
+        now = self.now()
+        if not problems:
+            self.store.record_check(SendCheck(number, now, True))
+            return
+        if force:
+            self.store.record_check(SendCheck(number, now, False, problems, now, operator(by)))
+            return
+        self.store.record_check(SendCheck(number, now, False, problems))
+        raise DeliveryError(
+            _("issue {n} not sent: the quality gate failed:\n  {problems}").format(
+                n=number, problems=describe(problems)),
+            hint=_("fix what it names (a template in templates/email/, the feeds, "
+                   "email.size_budget_kb) and send again; or, once a person has looked at "
+                   "`gongbao-feed preview --issue {n}`, `gongbao-feed send --issue {n} --force` "
+                   "sends it anyway (recorded)").format(n=number),
+        )
 
     def _who_would_get(self, report: SendReport, retry_failed: bool) -> SendReport:
         report.dry_run = True

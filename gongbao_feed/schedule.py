@@ -78,6 +78,7 @@ from .i18n import _, ngettext
 from .ingest import IngestReport
 from .models import Issue
 from .publish import Clock, Newsroom, PublishReport, system_clock
+from .review import Approval, SendCheck
 from .store import Store
 
 JOBS_TABLE = "gongbao_jobs"
@@ -86,6 +87,8 @@ HOLDER_NAME = "service.json"
 PUBLISH = "publish"
 INGEST = "ingest"
 RESUME = "resume"
+#: The log lines of an approved issue's send (review.py), made by the ingest job.
+APPROVED = "approved"
 
 log = logging.getLogger("gongbao_feed.service")
 
@@ -474,6 +477,8 @@ class Service:
             except Exception:
                 log.exception(line(PUBLISH, _("failed unexpectedly")))
                 return None
+            finally:
+                self._send_approved()
         self._log_pages(report.ingest)
         for gone in report.ingest.gone:
             log.info(line(INGEST, gone.describe()))
@@ -512,7 +517,10 @@ class Service:
             log.exception(line(INGEST, _("failed unexpectedly")))
             return
         finally:
-            self._work.release()
+            try:
+                self._send_approved()
+            finally:
+                self._work.release()
         self._log_pages(report)
         for gone in report.gone:  # reported once, by the read that first missed it
             log.info(line(INGEST, gone.describe()))
@@ -523,6 +531,38 @@ class Service:
         else:
             log.debug(line(INGEST, _("nothing new"), unchanged=report.unchanged,
                            gone=len(report.gone) or None))
+
+    def _send_approved(self) -> None:
+        """Send each approved issue whose send to the members has not run to its end
+        (review.py): at every ingest and publish, so an approval made with the link or
+        `approve N` goes out within one ingest interval. The caller holds `_work`.
+        A send cut short (a stop, a crash) is taken up again the same way."""
+        if self.stop.is_set():
+            return
+        try:
+            with Newsroom(self.config, self.clock) as room:
+                for approval in room.approved_unsent():
+                    if self.stop.is_set():
+                        return
+                    number = approval.issue
+                    try:
+                        report = room.send(issue=number, stop=self.stop)
+                    except GongbaoError as exc:
+                        log.error(line(APPROVED, _failed(exc), issue=number,
+                                       hint=_quote(exc.hint)))
+                        continue
+                    text = _("issue {issue}, approved by {who}: {sent} sent").format(
+                        issue=number, who=approval.approved_by, sent=report.sent)
+                    if report.failed:
+                        text = _("{text}, {failed} failed").format(
+                            text=text, failed=len(report.failed))
+                    level = logging.WARNING if report.failed else logging.INFO
+                    log.log(level, line(APPROVED, text, issue=number, sent=report.sent,
+                                        failed=len(report.failed), skipped=report.skipped))
+        except GongbaoError as exc:
+            log.error(line(APPROVED, _failed(exc), hint=_quote(exc.hint)))
+        except Exception:
+            log.exception(line(APPROVED, _("failed unexpectedly")))
 
     def resume(self) -> None:
         """Send the rest of the newest issue (the members a stopped send did not reach)."""
@@ -774,6 +814,8 @@ class Status:
     last_issue: Issue | None
     deliveries: dict[str, int]  # the last issue's ledger by state
     unsent: int  # members the last issue has not reached yet (no ledger row)
+    awaiting: tuple[Approval, ...] = ()  # issues waiting for an editor, oldest first
+    failed_checks: tuple[SendCheck, ...] = ()  # the quality gate stopped these (not forced)
 
     def to_json(self) -> dict[str, Any]:
         issue = self.last_issue
@@ -789,6 +831,11 @@ class Status:
                 "created": issue.created.isoformat(),
             },
             "deliveries": {**self.deliveries, "unsent": self.unsent},
+            "awaiting_approval": [a.issue for a in self.awaiting],
+            "approvals": [{"issue": a.issue,
+                           "since": a.requested_at.isoformat(timespec="seconds"),
+                           "editors": list(a.editors)} for a in self.awaiting],
+            "quality_gate": [c.to_json() for c in self.failed_checks],
         }
 
     def lines(self) -> list[str]:
@@ -818,6 +865,15 @@ class Status:
                          "{unsent} not yet tried").format(
                 sent=d.get("sent", 0), pending=d.get("pending", 0), failed=d.get("failed", 0),
                 unsent=self.unsent))
+        for a in self.awaiting:
+            out.append(_("awaiting approval: issue {n} since {since} (proof to {editors}); "
+                         "`gongbao-feed approve {n}` or the link in the proof").format(
+                n=a.issue, since=a.requested_at.isoformat(timespec="seconds"),
+                editors=", ".join(a.editors) or "-"))
+        for c in self.failed_checks:
+            out.append(_("quality gate: issue {n} not sent, checked {when}:").format(
+                n=c.issue, when=c.checked_at.isoformat(timespec="seconds")))
+            out.extend(f"  {p.check}: {p.detail}" for p in c.problems)
         return out
 
 
@@ -856,4 +912,9 @@ def service_status(config: Config, now: datetime | None = None) -> Status:
         counts = ledger.counts(room.store, last.number) if last else {}
         found = unsent(room)
         behind = found[1] if found is not None else 0
-    return Status(holder, tuple(jobs), last, counts, behind)
+        awaiting = tuple(replace(a, requested_at=a.requested_at.astimezone(tz))
+                         for a in room.awaiting_approval())
+        failed = tuple(replace(c, checked_at=c.checked_at.astimezone(tz))
+                       for c in room.store.send_checks()
+                       if not c.passed and c.forced_at is None)
+    return Status(holder, tuple(jobs), last, counts, behind, awaiting, failed)

@@ -221,3 +221,33 @@ article_revisions_t = Table(
     Column("saved", UTCDateTime, nullable=False),
     Column("content", Text, nullable=False),
 )
+
+# An issue that waits for an editor before members are mailed (review.py): made
+# when the proof goes out, approved by `approve N` or the proof's link; sent_at
+# once a send to the members ran to its end, so the scheduler sends it once.
+approvals_t = Table(
+    "approvals",
+    metadata,
+    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True,
+           autoincrement=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("editors", Text, nullable=False),  # JSON list of the addresses proofed
+    Column("approved_at", UTCDateTime),
+    Column("approved_by", Text),
+    Column("approved_via", String(16)),  # "command" or "link"
+    Column("sent_at", UTCDateTime),
+)
+
+# The quality gate's latest verdict per issue (review.py): what failed, and whether
+# a human forced the send past it (`send --force`), by whom.
+send_checks_t = Table(
+    "send_checks",
+    metadata,
+    Column("issue", Integer, ForeignKey("issues.number"), primary_key=True,
+           autoincrement=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("problems", Text, nullable=False),  # JSON list of {"check", "articles", "detail"}
+    Column("forced_at", UTCDateTime),
+    Column("forced_by", Text),
+)

@@ -48,7 +48,9 @@ from .models import (
     mailbox_key,
     same_story,
 )
+from .review import Approval, Problem, SendCheck
 from .schema import (
+    approvals_t,
     article_revisions_t,
     articles_t,
     bytewise,
@@ -59,6 +61,7 @@ from .schema import (
     issue_articles_t,
     issues_t,
     members_t,
+    send_checks_t,
     upsert,
     withdrawals_t,
 )
@@ -131,6 +134,18 @@ def _row_to_member(row: Any) -> Member:
         joined=row.joined,
         unsubscribed_at=row.unsubscribed_at,
         unsubscribed_via=row.unsubscribed_via,
+    )
+
+
+def _row_to_approval(row: Any) -> Approval:
+    return Approval(
+        issue=row.issue,
+        requested_at=row.requested_at,
+        editors=tuple(json.loads(row.editors)),
+        approved_at=row.approved_at,
+        approved_by=row.approved_by,
+        approved_via=row.approved_via,
+        sent_at=row.sent_at,
     )
 
 
@@ -639,6 +654,102 @@ class Store:
                 hint=_("`gongbao-feed articles list` shows every article's id"),
             )
         return row
+
+    # -- approvals and the quality gate (review.py) ------------------------------
+    def request_approval(self, issue: int, when: datetime, editors: Sequence[str]) -> Approval:
+        """Record that `issue` waits for an editor (its proof went to `editors`); an issue
+        already on record keeps its record (a second proof changes nothing)."""
+        with self.transaction() as conn:
+            if conn.execute(select(approvals_t.c.issue)
+                            .where(approvals_t.c.issue == issue)).first() is None:
+                conn.execute(approvals_t.insert().values(
+                    issue=issue, requested_at=when, editors=json.dumps(list(editors))))
+        found = self.approval(issue)
+        assert found is not None
+        return found
+
+    def approval(self, issue: int) -> Approval | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(approvals_t).where(approvals_t.c.issue == issue)).first()
+        return None if row is None else _row_to_approval(row)
+
+    def approvals(self, awaiting: bool = False, to_send: bool = False) -> list[Approval]:
+        """Approval records by issue: all, those `awaiting` an editor, or those approved
+        whose send to the members has not run to its end (`to_send`)."""
+        query = select(approvals_t).order_by(approvals_t.c.issue)
+        if awaiting:
+            query = query.where(approvals_t.c.approved_at.is_(None))
+        if to_send:
+            query = query.where(and_(approvals_t.c.approved_at.is_not(None),
+                                     approvals_t.c.sent_at.is_(None)))
+        with self.engine.connect() as conn:
+            return [_row_to_approval(r) for r in conn.execute(query).all()]
+
+    def approve(self, issue: int, when: datetime, by: str, via: str) -> tuple[Approval, bool]:
+        """Approve `issue` (made an approval record if it had none); (the record, whether
+        this call approved it). An issue approved already keeps who and when."""
+        with self.transaction() as conn:
+            row = conn.execute(select(approvals_t).where(approvals_t.c.issue == issue)).first()
+            insert = upsert(conn, approvals_t)
+            if row is None and insert is not None:  # another approver may insert meanwhile
+                conn.execute(insert.values(
+                    issue=issue, requested_at=when, editors="[]", approved_at=when,
+                    approved_by=by, approved_via=via,
+                ).on_conflict_do_nothing(index_elements=[approvals_t.c.issue]))
+                mine = conn.execute(select(approvals_t).where(approvals_t.c.issue == issue)).one()
+                # (psycopg reports no rowcount for ON CONFLICT DO NOTHING: read it back)
+                changed = (mine.approved_by, mine.approved_via) == (by, via) and \
+                    _row_to_approval(mine).approved_at == when
+            elif row is None:
+                conn.execute(approvals_t.insert().values(
+                    issue=issue, requested_at=when, editors="[]", approved_at=when,
+                    approved_by=by, approved_via=via))
+                changed = True
+            else:
+                changed = conn.execute(
+                    approvals_t.update()
+                    .where(and_(approvals_t.c.issue == issue,
+                                approvals_t.c.approved_at.is_(None)))
+                    .values(approved_at=when, approved_by=by, approved_via=via)
+                ).rowcount > 0
+        found = self.approval(issue)
+        assert found is not None
+        return found, changed
+
+    def mark_sent(self, issue: int, when: datetime) -> None:
+        """An approved issue's send to the members ran to its end."""
+        with self.transaction() as conn:
+            conn.execute(
+                approvals_t.update()
+                .where(and_(approvals_t.c.issue == issue, approvals_t.c.sent_at.is_(None)))
+                .values(sent_at=when))
+
+    def record_check(self, check: SendCheck) -> None:
+        """Keep the gate's latest verdict for the issue (replacing an earlier one)."""
+        values = {
+            "checked_at": check.checked_at, "passed": check.passed,
+            "problems": json.dumps([p.to_json() for p in check.problems], ensure_ascii=False),
+            "forced_at": check.forced_at, "forced_by": check.forced_by,
+        }
+        with self.transaction() as conn:
+            insert = upsert(conn, send_checks_t)
+            if insert is not None:  # several senders at once: one statement, no race
+                conn.execute(insert.values(issue=check.issue, **values)
+                             .on_conflict_do_update(index_elements=[send_checks_t.c.issue],
+                                                    set_=values))
+                return
+            conn.execute(send_checks_t.delete().where(send_checks_t.c.issue == check.issue))
+            conn.execute(send_checks_t.insert().values(issue=check.issue, **values))
+
+    def send_checks(self) -> list[SendCheck]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(send_checks_t).order_by(send_checks_t.c.issue)).all()
+        return [
+            SendCheck(r.issue, r.checked_at, bool(r.passed),
+                      tuple(Problem.from_json(p) for p in json.loads(r.problems)),
+                      r.forced_at, r.forced_by)
+            for r in rows
+        ]
 
     # -- members ------------------------------------------------------------
     def member(self, email: str) -> Member | None:

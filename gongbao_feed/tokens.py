@@ -1,4 +1,6 @@
-"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither.
+"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither;
+and approve tokens for the proofs (issue, editor, expiry), sealed the same way under
+a key derived apart and other associated data, so neither ever opens as the other.
 
 Shape of a token (URL-safe, no padding, no dots):
 
@@ -145,3 +147,56 @@ def _verify_old(key: bytes, token: str) -> TokenClaims:
     if not email or not hmac.compare_digest(given, _mac(key, email, issue)):
         raise BadToken("token signature does not match")
     return TokenClaims(email, issue)
+
+
+# -- approve links (review.py) ----------------------------------------------------------
+
+#: Associated data of an approve token: never opens under the unsubscribe purpose, nor
+#: an unsubscribe token under this one (and the key is derived apart as well).
+_APPROVE_AD = b"gongbao-approve-v1"
+
+
+@dataclass(frozen=True)
+class ApprovalClaims:
+    """What an approve link says: which issue, which editor it was mailed to, until when."""
+
+    issue: int
+    editor: str
+    expires: int  # Unix seconds (UTC)
+
+
+def _approval_sealer(key: bytes) -> AESSIV:
+    """AES-SIV-256 under a key derived from the same secret for approving only."""
+    return AESSIV(hmac.new(key, b"gongbao approve token v1", hashlib.sha512).digest())
+
+
+def sign_approval(key: bytes, issue: int, editor: str, expires: int) -> str:
+    """A URL-safe token that lets the holder approve `issue` until `expires` (Unix
+    seconds). Sealed, so the link shows neither the editor's address nor the expiry."""
+    if issue < 1:
+        raise ValueError(f"issue number must be at least 1, not {issue}")
+    if expires < 1:
+        raise ValueError(f"expiry must be a positive Unix time, not {expires}")
+    plain = f"{issue:d}\n{expires:d}\n{editor}".encode()
+    return _b64(_approval_sealer(key).encrypt(plain, [_APPROVE_AD]))
+
+
+def verify_approval(key: bytes, token: str, now: int) -> ApprovalClaims:
+    """The claims of an approve token we made and that has not expired at `now`
+    (Unix seconds); BadToken otherwise (forged, altered, another purpose, expired)."""
+    if len(token) > 2 * _MAX_EMAIL or "." in token:
+        raise BadToken("malformed token")
+    try:
+        plain = _approval_sealer(key).decrypt(_unb64(token), [_APPROVE_AD])
+    except InvalidTag:
+        raise BadToken("token signature does not match") from None
+    try:
+        issue_text, expires_text, editor = plain.decode("utf-8").split("\n", 2)
+    except (UnicodeDecodeError, ValueError):
+        raise BadToken("malformed token") from None
+    claims = ApprovalClaims(_number(issue_text), editor, _number(expires_text))
+    if not editor:
+        raise BadToken("malformed token")
+    if now >= claims.expires:
+        raise BadToken("token expired")
+    return claims

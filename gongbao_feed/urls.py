@@ -103,3 +103,8 @@ def issue_tag(config: Config, number: int, day: date) -> str:
 
 def unsubscribe_url(config: Config, token: str) -> str:
     return f"{site(config)}unsubscribe/{token}"
+
+
+def approve_url(config: Config, number: int, token: str) -> str:
+    """The proof's approve link: `serve` answers it (a page with a button, the POST approves)."""
+    return f"{site(config)}approve/{number}/{token}"

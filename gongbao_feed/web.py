@@ -1,12 +1,16 @@
 """The web service: the public folder for feed readers and browsers, and one-click unsubscribe.
 
-Starlette (routing, requests, the body limit) under uvicorn. Two routes:
+Starlette (routing, requests, the body limit) under uvicorn. Three routes:
 
 - `/unsubscribe/<token>`: RFC 8058. A POST whose form says
   `List-Unsubscribe=One-Click` unsubscribes at once; a GET only shows a page
   with a button that makes that POST, because link scanners follow links.
   A bad token is a 400 that changes nothing, and no answer says whether the
   address is (still) a member.
+- `/approve/<N>/<token>`: a proof's approve link (review.py, `Approve`):
+  GET shows the issue and a button, the button's POST approves; a token
+  that is forged, expired, another issue's or not an approve token is a
+  400 that changes nothing, a cross-site POST a 403.
 - everything else: a file of the public folder, with ETag, Last-Modified,
   304 on conditional requests and gzip. Each file is read, hashed and
   compressed once per version (inode, size, mtime) and kept in a bounded
@@ -58,6 +62,7 @@ from . import tokens, urls
 from .archive import ARCHIVE_CSP, RETRACTED_MARKER, environment
 from .config import Config
 from .errors import GongbaoError, RenderError
+from .fragments import display_date
 from .i18n import _
 from .publish import Clock, system_clock
 from .skeleton import builtin_templates
@@ -506,6 +511,130 @@ class Unsubscribe:
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
+# -- approve (review.py) -------------------------------------------------------------
+
+BAD_APPROVE = (
+    "审核链接无效：链接不完整、已被改动、已过期或不属于这一期，未做任何更改。\n"
+    "请使用最近一封审核邮件（[审核]）中的链接，或在服务器上运行 gongbao-feed approve N。\n\n"
+    "This approve link is not valid (altered, expired, or for another issue); "
+    "nothing was changed.\n"
+)
+CROSS_SITE = (
+    "批准请求须从审核页面本身提交，未做任何更改。\n"
+    "An approval must be posted from the approve page itself; nothing was changed.\n"
+)
+BAD_APPROVE_BODY = (
+    "批准请求须包含 approve=yes，未做任何更改。\n"
+    "An approval POST must carry approve=yes; nothing was changed.\n"
+)
+APPROVE_TEMPLATE = "approve.html.j2"
+
+
+def _origin(url: str) -> str:
+    parts = url.split("/", 3)
+    return "/".join(parts[:3]).lower()
+
+
+class Approve:
+    """The proof's approve link: GET shows the issue and a button, POST approves.
+
+    The token (tokens.verify_approval) is sealed under a key derived for
+    approving alone, carries the issue, the editor and an expiry, and must
+    name the issue in the path: forged, altered, expired, another issue's or
+    an unsubscribe token get a 400 that changes nothing. Only a POST changes
+    anything (a link scanner's GET does not), and a POST from another site
+    (an Origin that is neither paper.base_url's nor this server's, or
+    Sec-Fetch-Site: cross-site) is refused: the token is the capability,
+    and these checks keep another page from spending it.
+    """
+
+    def __init__(self, config: Config, store: Store, key: bytes, clock: Clock,
+                 env: jinja2.Environment) -> None:
+        self.config = config
+        self.store = store
+        self.key = key
+        self.clock = clock
+        self.page = _template(env, APPROVE_TEMPLATE)
+
+    def claims(self, number: int, token: str) -> tokens.ApprovalClaims | None:
+        try:
+            claims = tokens.verify_approval(self.key, token, int(self.clock().timestamp()))
+        except tokens.BadToken:
+            return None
+        if claims.issue != number or self.store.issue(number) is None:
+            return None
+        return claims
+
+    def _same_site(self, request: Request) -> bool:
+        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+        return origin.lower() in (_origin(self.config.paper.base_url), own)
+
+    async def endpoint(self, request: Request) -> Response:
+        number = int(request.path_params["number"])
+        claims = await run_in_threadpool(self.claims, number, request.path_params["token"])
+        if claims is None:
+            return PlainTextResponse(BAD_APPROVE, 400, headers=_PAGE_HEADERS)
+        if request.method in ("GET", "HEAD"):
+            return await run_in_threadpool(self._render, number, claims, None)
+        if not self._same_site(request):
+            return PlainTextResponse(CROSS_SITE, 403, headers=_PAGE_HEADERS)
+        async with request.form(max_files=0, max_fields=8, max_part_size=MAX_BODY) as form:
+            asked = form.get("approve") == "yes"
+        if not asked:
+            return PlainTextResponse(BAD_APPROVE_BODY, 400, headers=_PAGE_HEADERS)
+        _approval, changed = await run_in_threadpool(
+            self.store.approve, number, self.clock(), claims.editor, "link")
+        return await run_in_threadpool(self._render, number, claims, changed)
+
+    def _render(self, number: int, claims: tokens.ApprovalClaims,
+                changed: bool | None) -> Response:
+        issue = self.store.issue(number)
+        assert issue is not None
+        approval = self.store.approval(number)
+        withdrawn = {w.article_id for w in self.store.withdrawals()}
+        articles = [
+            {"title": a.title, "url": urls.article_url(self.config, a.id),
+             "withdrawn": a.id in withdrawn}
+            for a in self.store.articles(issue.article_ids)
+        ]
+        if changed:
+            state = "done"
+        elif approval is not None and approval.approved:
+            state = "already"
+        else:
+            state = "confirm"
+        approved_at = (approval.approved_at.astimezone(self.config.tz).strftime("%Y-%m-%d %H:%M")
+                       if approval is not None and approval.approved_at else "")
+        by = approval.approved_by if approval is not None else ""
+        html = self.page.render(
+            state=state, paper=self.config.paper.name, language=self.config.paper.language,
+            number=number, issue_title=issue.title, date=display_date(issue.date),
+            issue_url=urls.issue_url(self.config, number), articles=articles,
+            editor=mask_address(claims.editor),
+            approved_by=mask_address(by) if by and "@" in by else by,
+            approved_at=approved_at, every=self.config.schedule.ingest_every_minutes,
+        )
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+
+def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise RenderError(
+            (_("{template}, line {line}: {reason}") if line else "{template}: {reason}")
+            .format(template=where, line=line, reason=exc.message or exc),
+            hint=_("fix the template, or delete it to use the built-in one"),
+        ) from None
+
+
 # -- the app ----------------------------------------------------------------------
 
 class SafetyHeaders:
@@ -548,7 +677,10 @@ def create_app(
     owned = store is None
     db = store if store is not None else Store(config.database_url)
     try:
-        unsubscribe = Unsubscribe(config, db, tokens.load_secret(config.state_dir), clock)
+        key = tokens.load_secret(config.state_dir)
+        unsubscribe = Unsubscribe(config, db, key, clock)
+        approve = Approve(config, db, key, clock, environment(
+            [config.templates_dir / "web", builtin_templates() / "web"]))
     except BaseException:
         if owned:
             db.close()
@@ -568,6 +700,8 @@ def create_app(
             # server refuses a declared body itself and never reads one, which
             # keeps the limit's per-request cost off the feed readers' hot path.
             Route("/unsubscribe/{token}", unsubscribe.endpoint, methods=["GET", "POST"],
+                  max_body_size=MAX_BODY),
+            Route("/approve/{number:int}/{token}", approve.endpoint, methods=["GET", "POST"],
                   max_body_size=MAX_BODY),
             Route("/{path:path}", PublicFiles(config.public_dir)),
         ],
