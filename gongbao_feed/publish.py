@@ -778,9 +778,8 @@ class Newsroom:
                 count = 1
         limit = self.config.bounces.soft_limit
         if count >= limit:
-            reason = ngettext("{n} soft bounce in a row; the last: {detail}",
-                              "{n} soft bounces in a row; the last: {detail}", count).format(
-                n=count, detail=verdict.detail)
+            # Data, like the ledger's texts: English in every locale.
+            reason = f"{count} soft bounces in a row; the last: {verdict.detail}"
             return replace(member, status=MemberStatus.BOUNCED, bounced_at=now,
                            bounce_reason=reason, soft_bounces=count)
         return replace(member, soft_bounces=count)
