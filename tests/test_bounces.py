@@ -333,3 +333,14 @@ def test_imap_without_its_password_names_the_key(workdir: Path) -> None:
     with pytest.raises(BounceError, match=r"bounces\.imap_password_env: the environment "
                                           r"variable TEST_IMAP_PW_UNSET is not set"):
         ImapSource(load_config(cfg))
+
+
+def test_the_service_reads_the_mailbox_on_its_own_interval(workdir: Path) -> None:
+    from gongbao_feed.schedule import BOUNCES, job_specs
+
+    config = load_config(workdir / "config.toml")
+    assert BOUNCES not in [s.id for s in job_specs(config)]  # 0: off by default
+    cfg = workdir / "config.toml"
+    cfg.write_text(cfg.read_text("utf-8") + "\n[bounces]\nevery_minutes = 10\n", "utf-8")
+    (spec,) = [s for s in job_specs(load_config(cfg)) if s.id == BOUNCES]
+    assert spec.schedule == "every 10 min"
