@@ -344,3 +344,17 @@ def test_the_service_reads_the_mailbox_on_its_own_interval(workdir: Path) -> Non
     cfg.write_text(cfg.read_text("utf-8") + "\n[bounces]\nevery_minutes = 10\n", "utf-8")
     (spec,) = [s for s in job_specs(load_config(cfg)) if s.id == BOUNCES]
     assert spec.schedule == "every 10 min"
+
+
+def test_a_verp_token_is_written_down_and_read_strictly() -> None:
+    from gongbao_feed.tokens import BadToken, verp_tag, verp_token
+
+    key = b"test-secret-for-verp"
+    # base32(issue 12 as 4 bytes + HMAC-SHA256(derived key, "12\nluo.bin@example.org")[:11])
+    token = "aaaaadagpxsgd633sb3aj4q3"
+    assert verp_token(key, "Luo.Bin@Example.org", 12) == token  # one token per mailbox
+    claims = read_verp_token(token.upper())  # a relay that upper-cases local parts
+    assert (claims.issue, claims.tag) == (12, verp_tag(key, "luo.bin@example.org", 12))
+    for bad in (token[:-1], token + "a", token.replace("a", "1", 1), "a" * 24, "=" * 24):
+        with pytest.raises(BadToken):
+            read_verp_token(bad)
