@@ -525,7 +525,10 @@ def members_add(email: str, name: str, resubscribe: bool, config_path: Path) -> 
     with open_newsroom(config_path) as room:
         member = room.add_member(email, name, resubscribe=resubscribe)
     click.echo(f"{member.email}: {status_label(member.status)}")
-    if member.status != "active":
+    if member.status is MemberStatus.BOUNCED:
+        note(_("their address bounced ({reason}); --resubscribe mails them again").format(
+            reason=member.bounce_reason or "?"))
+    elif member.status != "active":
         note(_("they unsubscribed earlier; --resubscribe mails them again"))
 
 

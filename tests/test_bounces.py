@@ -358,3 +358,33 @@ def test_a_verp_token_is_written_down_and_read_strictly() -> None:
     for bad in (token[:-1], token + "a", token.replace("a", "1", 1), "a" * 24, "=" * 24):
         with pytest.raises(BadToken):
             read_verp_token(bad)
+
+
+def test_a_copy_that_got_through_in_between_starts_the_row_again(
+    workdir: Path, clock: FixedClock
+) -> None:
+    """Issues 1, 2, 3 sent; soft bounces for 1 and 3 are not in a row (2 got through),
+    until 2's own bounce arrives late: then 1, 2, 3 all bounced, and 2 of 2 is the limit."""
+    cfg = workdir / "config.toml"
+    cfg.write_text(cfg.read_text("utf-8") + "\n[bounces]\nsoft_limit = 2\n", "utf-8")
+    files = {1: sent_folder(workdir, clock)}
+    for number, page in ((2, "2026-11-21-02.txt"), (3, "2026-11-22-01.txt")):
+        shutil.copy(EXAMPLE_INBOX / page, workdir / "inbox")
+        clock.advance(days=1)
+        with Newsroom(load_config(cfg), clock=clock) as room:
+            room.ingest()
+            assert room.assemble().plan.issue is not None
+            room.send(via="outbox")
+            folder = issue_folder(room.config.outbox_dir, number)
+        files[number] = {e: (folder / eml_name(e)).read_bytes() for e in MEMBERS.values()}
+    box = mailbox.Maildir(workdir / "bounces", create=True)
+
+    def bounce_for(issue: int) -> None:
+        box.add(fill("dsn-delayed.eml", files[issue]))
+        assert run(workdir, "bounces", "--json")[1]["soft"] == 1  # type: ignore[index]
+
+    bounce_for(1)
+    bounce_for(3)
+    assert statuses(workdir)[MEMBERS["SOFT"]] == ("active", None)
+    bounce_for(2)
+    assert statuses(workdir)[MEMBERS["SOFT"]][0] == "bounced"
