@@ -119,6 +119,7 @@ def hint(text: str) -> None:
 _STATUS = {
     MemberStatus.ACTIVE: N_("active"),
     MemberStatus.UNSUBSCRIBED: N_("unsubscribed"),
+    MemberStatus.BOUNCED: N_("bounced"),
 }
 
 
@@ -530,7 +531,10 @@ def members_add(email: str, name: str, resubscribe: bool, config_path: Path) -> 
     with open_newsroom(config_path) as room:
         member = room.add_member(email, name, resubscribe=resubscribe)
     click.echo(f"{member.email}: {status_label(member.status)}")
-    if member.status != "active":
+    if member.status is MemberStatus.BOUNCED:
+        note(_("their address bounced ({reason}); --resubscribe mails them again").format(
+            reason=member.bounce_reason or "?"))
+    elif member.status != "active":
         note(_("they unsubscribed earlier; --resubscribe mails them again"))
 
 
@@ -559,7 +563,10 @@ def members_list(as_json: bool, config_path: Path) -> None:
         emit([m.to_json() for m in everyone])
         return
     for m in everyone:
-        click.echo(f"{m.email}\t{m.name}\t{status_label(m.status)}")
+        row = f"{m.email}\t{m.name}\t{status_label(m.status)}"
+        if m.since is not None:  # when and why they left the active list
+            row += f"\t{m.since.astimezone(room.config.tz):%Y-%m-%d %H:%M}\t{m.reason or ''}"
+        click.echo(row)
 
 
 @main.command(help=N_(
@@ -678,6 +685,34 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     if approval.sent_at is None:
         note(_("the service sends it to the members within {n} min (its next ingest)").format(
             n=every), hint=_("or send it now: `gongbao-feed send --issue {n}`").format(n=number))
+
+
+@main.command(help=N_(
+    "Read the bounce mailbox: bounces, complaints and mailed unsubscribes.\n\n"
+    "A hard bounce marks the member bounced, soft ones count (bounces.soft_limit in a "
+    "row mark them bounced), a complaint or an unsubscribe by mail unsubscribes them. "
+    "Processed messages are moved aside; the rest stay and are listed."
+))
+@option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+        help=N_("Read this Maildir (default: [bounces] maildir, or IMAP when imap_host is "
+                "set)."))
+@json_option
+@config_option
+@friendly
+def bounces(maildir: Path | None, as_json: bool, config_path: Path) -> None:
+    with open_newsroom(config_path) as room:
+        report = room.process_bounces(maildir=maildir)
+    for left in report.unclassified:
+        note(_("left in the mailbox: {name} ({subject}): {reason}").format(
+            name=left.name, subject=left.subject or _("no subject"), reason=left.reason))
+    if as_json:
+        emit(report.to_json())
+        return
+    for email, status, why in report.changes:
+        click.echo(f"{email}: {status_label(status)} ({why})")
+    click.echo(_("{hard} hard, {soft} soft, {complaints} complaints, {unsubscribes} "
+                 "unsubscribes, {unclassified} left unclassified").format(
+        **report.to_json()))
 
 
 @main.command(help=N_("The delivery ledger: counts by state, and every failure with its reason."))

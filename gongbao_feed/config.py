@@ -338,6 +338,51 @@ class SectionsConfig(_Section):
         return v
 
 
+class BouncesConfig(_Section):
+    """Where bounces, complaints and mailed unsubscribes arrive, and what they do.
+
+    `domain`: the VERP domain each digest's envelope sender is on
+    (bounce+<token>@domain); empty means the domain of `email.from`.
+    `maildir` (relative to the config) is read unless `imap_host` is set.
+    """
+
+    domain: str = ""
+    maildir: str = "bounces"
+    imap_host: str = ""
+    imap_port: Annotated[int, Field(ge=1, le=65535)] = 993
+    imap_user: str = ""
+    imap_password_env: str = "GONGBAO_IMAP_PASSWORD"
+    imap_folder: str = "INBOX"
+    imap_processed_folder: str = "gongbao-processed"
+    soft_limit: Annotated[int, Field(ge=1)] = 3
+    every_minutes: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("domain")
+    @classmethod
+    def _a_domain(cls, v: str) -> str:
+        if v and not _DOMAIN.fullmatch(v):
+            raise ValueError(_("{value!r} is not a domain name; expected e.g. "
+                               "bounces.news.example.org").format(value=v))
+        return v.lower()
+
+    @field_validator("imap_host", "imap_user", "imap_folder", "imap_processed_folder")
+    @classmethod
+    def _one_line(cls, v: str) -> str:  # sent in IMAP commands
+        return _header_safe(check_one_line, v)
+
+    @field_validator("imap_folder", "imap_processed_folder")
+    @classmethod
+    def _a_folder(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(_("expected a folder name such as INBOX"))
+        return v
+
+
+#: A domain name in ASCII (IDNA): dot-separated labels of letters, digits and hyphens.
+_DOMAIN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                     r"[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]")
+
+
 class Config(_Section):
     paper: PaperConfig = PaperConfig()
     paths: PathsConfig = PathsConfig()
@@ -351,6 +396,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     dkim: DkimConfig = DkimConfig()
     sections: SectionsConfig = SectionsConfig()
+    bounces: BouncesConfig = BouncesConfig()
 
     #: The folder the config file lives in; every relative path starts here.
     root: Path = Field(default=Path("."), exclude=True)
@@ -403,6 +449,23 @@ class Config(_Section):
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.paper.timezone)
+
+    @property
+    def bounce_domain(self) -> str:
+        """[bounces] domain, or the domain of email.from: VERP is on without configuration."""
+        if self.bounces.domain:
+            return self.bounces.domain
+        _name, address = split_mailbox(self.email.from_address)
+        return address.rpartition("@")[2].lower()
+
+    @property
+    def bounce_maildir(self) -> Path:
+        return (self.root / self.bounces.maildir).resolve()
+
+    def imap_password(self) -> str | None:
+        """The bounce mailbox's IMAP password, read from the environment only."""
+        env = self.bounces.imap_password_env
+        return os.environ.get(env) if env else None
 
     def smtp_password(self) -> str | None:
         """The relay password, read from the environment only."""

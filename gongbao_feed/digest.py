@@ -552,12 +552,17 @@ class Mailer:
             self._common, own, head, _base64_bytes(text_part), middle,
             _base64_bytes(html_part), tail,
         ))
+        # A member's copy goes out from its VERP address, so its bounce names the
+        # member and the issue (bounces.py); a test copy from the plain From
+        # address, so a bounce of it never counts against a member.
+        sender = self.sender.addr_spec if self.test else tokens.verp_address(
+            self.key, member.email, number, self.config.bounce_domain)
         if self.signer is not None:
             data = self.signer.sign(data, self._signed_at)
         return Message(
             issue=number,
             email=member.email,
-            sender=self.sender.addr_spec,
+            sender=sender,
             recipients=(member.email,),
             message_id=mid,
             data=data,

@@ -8,6 +8,7 @@
     ├── RenderError         templates and output files
     ├── MemberError         an address or name for the member list: names the line
     ├── DeliveryError       outbox or SMTP: names the setting to check
+    ├── BounceError         the bounce mailbox (Maildir or IMAP): names the [bounces] key
     └── ServiceError        the scheduler service: another one holds the folder
 
 Each carries a `hint` saying what would be right, so the message a newsroom
@@ -69,3 +70,7 @@ class DeliveryError(GongbaoError):
 
 class ServiceError(GongbaoError):
     pass
+
+
+class BounceError(GongbaoError):
+    """The bounce mailbox (Maildir or IMAP): names the [bounces] key to check."""

@@ -359,15 +359,16 @@ def merge_member(
     """The member to save for one imported or added address.
 
     A new address joins as active. A known one keeps its join date, takes
-    the new name when one is given, and stays unsubscribed unless
-    `resubscribe` says the member asked to come back.
+    the new name when one is given, and stays unsubscribed (or bounced) unless
+    `resubscribe` says the member asked to come back (or the address works again).
     """
     if existing is None:
         return Member(email=email, name=name, status=MemberStatus.ACTIVE, joined=now)
     merged = replace(existing, name=name or existing.name)
-    if resubscribe and existing.status is MemberStatus.UNSUBSCRIBED:
+    if resubscribe and existing.status in (MemberStatus.UNSUBSCRIBED, MemberStatus.BOUNCED):
         merged = replace(
-            merged, status=MemberStatus.ACTIVE, unsubscribed_at=None, unsubscribed_via=None
+            merged, status=MemberStatus.ACTIVE, unsubscribed_at=None, unsubscribed_via=None,
+            bounced_at=None, bounce_reason=None, soft_bounces=0,
         )
     return merged
 

@@ -288,6 +288,8 @@ class Issue:
 class MemberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
+    #: Their mailbox is gone (a hard bounce, or `bounces.soft_limit` soft ones in a row).
+    BOUNCED = "bounced"
 
 
 @dataclass(frozen=True)
@@ -304,9 +306,35 @@ class Member:
     joined: datetime | None = None
     unsubscribed_at: datetime | None = None
     unsubscribed_via: str | None = None
+    #: When and why `bounced` (e.g. "5.1.1 user unknown"); see bounces.py.
+    bounced_at: datetime | None = None
+    bounce_reason: str | None = None
+    #: Soft bounces in a row, on distinct issues; reset by a hard one or a resubscribe.
+    soft_bounces: int = 0
+
+    @property
+    def since(self) -> datetime | None:
+        """When the member left the active list (unsubscribed or bounced); None if active."""
+        if self.status is MemberStatus.BOUNCED:
+            return self.bounced_at
+        if self.status is MemberStatus.UNSUBSCRIBED:
+            return self.unsubscribed_at
+        return None
+
+    @property
+    def reason(self) -> str | None:
+        """Why they left: how they unsubscribed ("link", "complaint", "mailto",
+        "removed") or the bounce's status and text; None if active."""
+        if self.status is MemberStatus.BOUNCED:
+            return self.bounce_reason
+        if self.status is MemberStatus.UNSUBSCRIBED:
+            return self.unsubscribed_via
+        return None
 
     def to_json(self) -> dict[str, Any]:
-        return {"email": self.email, "name": self.name, "status": str(self.status)}
+        since = self.since
+        return {"email": self.email, "name": self.name, "status": str(self.status),
+                "since": since.isoformat() if since else None, "reason": self.reason}
 
 
 def mailbox_key(address: str) -> str:

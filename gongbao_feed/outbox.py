@@ -88,6 +88,19 @@ def issue_folder(root: Path, issue: int) -> Path:
     return root / f"{issue:04d}"
 
 
+def file_bytes(message: Message) -> bytes:
+    """A message as its .eml file holds it: a `Return-Path:` line with the envelope
+    sender (the VERP address, see tokens.verp_address), then the message.
+
+    A stored message records its envelope sender in Return-Path (RFC 5322
+    §3.6.7, added at final delivery, RFC 5321 §4.4), so the file says what a
+    relay fed it must use as MAIL FROM (`sendmail -f`). Only the file has it: a
+    sender never puts Return-Path into what it sends, so the SMTP transport
+    sends `message.data` alone, which is this file without its first line.
+    """
+    return b"Return-Path: <" + message.sender.encode("utf-8") + b">\r\n" + message.data
+
+
 def test_folder(root: Path, issue: int) -> Path:
     """Where `send --to` writes an issue's test copies: outbox/tests/NNNN/."""
     return root / TESTS_FOLDER / f"{issue:04d}"
@@ -148,11 +161,12 @@ class OutboxTransport:
 
     def _write(self, message: Message) -> Path:
         path = self.path_for(message)
+        data = file_bytes(message)
         try:
-            _replace_durably(path, message.data)
+            _replace_durably(path, data)
         except FileNotFoundError:  # the issue's first file: make its folder
             path.parent.mkdir(parents=True, exist_ok=True)
-            _replace_durably(path, message.data)
+            _replace_durably(path, data)
         return path
 
     @staticmethod

@@ -8,9 +8,11 @@ and reruns can fix "now".
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import imaplib
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from .assemble import (
     manifest_name,
     plan_issue,
 )
+from .bounces import Kind, Verdict, classify
 from .config import Config, load_config
 from .deliver import SendReport, make_transport
 from .digest import (
@@ -44,13 +47,21 @@ from .editorial import (
     status_of,
     summarise,
 )
-from .errors import AssembleError, DeliveryError, GongbaoError, MemberError, StoreError
+from .errors import (
+    AssembleError,
+    BounceError,
+    DeliveryError,
+    GongbaoError,
+    MemberError,
+    StoreError,
+)
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
 from .fragments import clean_article
 from .i18n import _, ngettext
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
+from .mailboxes import BounceSource, Incoming, open_source
 from .members import ImportReport, clean_name, merge_member, normalise_email, read_members_sheet
 from .models import Article, DeliveryState, Issue, Member, MemberStatus, mailbox_key
 from .review import (
@@ -68,7 +79,7 @@ from .sections import SLUG_KIND, assign_slugs, section_names
 from .signing import Signer, load_signer
 from .skeleton import builtin_templates
 from .store import Store
-from .tokens import load_secret
+from .tokens import BadToken, load_secret, read_verp_token, verify, verp_tag
 from .transport import Outcome, Transport
 
 Clock = Callable[[], datetime]
@@ -160,6 +171,88 @@ def _remove_stale_sections(public: Path, current: set[str]) -> None:
             (folder / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+@dataclass(frozen=True)
+class Unclassified:
+    """A message left in the bounce mailbox: where it is, its subject, and why."""
+
+    name: str
+    subject: str
+    reason: str
+
+
+@dataclass
+class BounceReport:
+    """What one read of the bounce mailbox did. `to_json` is the interface's shape.
+
+    `changes`: (address, new status, why) for each member it moved off the
+    active list; `repeated`: messages recorded by an earlier run (only moved).
+    """
+
+    source: str = ""
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    unsubscribes: int = 0
+    unclassified: list[Unclassified] = field(default_factory=list)
+    changes: list[tuple[str, MemberStatus, str]] = field(default_factory=list)
+    repeated: int = 0
+
+    def count(self, kind: Kind) -> None:
+        name = {Kind.HARD: "hard", Kind.SOFT: "soft", Kind.COMPLAINT: "complaints",
+                Kind.UNSUBSCRIBE: "unsubscribes"}[kind]
+        setattr(self, name, getattr(self, name) + 1)
+
+    def to_json(self) -> dict[str, int]:
+        return {"hard": self.hard, "soft": self.soft, "complaints": self.complaints,
+                "unsubscribes": self.unsubscribes, "unclassified": len(self.unclassified)}
+
+
+class _MemberFinder:
+    """The member a verdict names, best evidence first (see bounces.py): a VERP token,
+    an unsubscribe token, then the addresses the report names that are members."""
+
+    def __init__(self, store: Store, key: bytes) -> None:
+        self.store = store
+        self.key = key
+        self._by_tag: dict[int, dict[bytes, str]] = {}
+
+    def find(self, verdict: Verdict) -> tuple[Member, int | None] | None:
+        for token in verdict.verp:
+            try:
+                claims = read_verp_token(token)
+            except BadToken:
+                continue
+            email = self._tags(claims.issue).get(claims.tag)
+            member = self.store.member(email) if email else None
+            if member is not None:
+                return member, claims.issue
+        for token in verdict.tokens:
+            try:
+                named = verify(self.key, token)
+            except BadToken:
+                continue
+            member = self.store.member(named.email)
+            if member is not None:
+                return member, named.issue
+        if verdict.kind is Kind.UNSUBSCRIBE:
+            addresses: tuple[str, ...] = (verdict.sender,) if verdict.sender else ()
+        else:
+            addresses = verdict.recipients
+        for address in addresses:
+            member = self.store.member(address)
+            if member is not None:
+                return member, None
+        return None
+
+    def _tags(self, issue: int) -> dict[bytes, str]:
+        """Every member's VERP tag for this issue, computed once a run (~2 µs a member)."""
+        if issue not in self._by_tag:
+            self._by_tag[issue] = {
+                verp_tag(self.key, m.email, issue): m.email for m in self.store.iter_members()
+            }
+        return self._by_tag[issue]
 
 
 class Newsroom:
@@ -814,6 +907,123 @@ class Newsroom:
             exc.report = report
             raise
         return report
+
+    # -- bounces, complaints and mailed unsubscribes ---------------------------------
+    def process_bounces(
+        self, source: BounceSource | None = None, maildir: Path | None = None
+    ) -> BounceReport:
+        """Read the bounce mailbox once and act on every message in it.
+
+        `source` replaces the mailbox the config names (tests pass an
+        ImapSource over a MemoryImap); `maildir` reads that Maildir instead.
+        Each message is classified (bounces.classify), its member found, the
+        member's status changed and the message recorded in one transaction,
+        and then the message is moved aside. What cannot be acted on (not
+        recognised, or naming no member) stays where it is and is reported.
+        A message recorded before (its bytes' SHA-256; a crash before the
+        move) is only moved: a second run changes nothing.
+
+        What each kind does to an active member (others are left as they are):
+        hard → `bounced`; soft → one more in a row, `bounced` at
+        `bounces.soft_limit` (see `_soft`); complaint → unsubscribed via
+        "complaint"; unsubscribe by mail → unsubscribed via "mailto".
+        Raises BounceError when the mailbox cannot be read.
+        """
+        source = source or open_source(self.config, maildir)
+        report = BounceReport(source=source.description)
+        key = load_secret(self.config.state_dir)
+        finder = _MemberFinder(self.store, key)
+        try:
+            for incoming in source.messages():
+                self._one_bounce(incoming, source, finder, key, report)
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise BounceError(
+                _("reading the bounce mailbox {where} failed: {reason}").format(
+                    where=source.description, reason=exc),
+                hint=_("run `gongbao-feed bounces` again: what was processed stays processed"),
+            ) from None
+        finally:
+            source.close()
+        return report
+
+    def _one_bounce(
+        self, incoming: Incoming, source: BounceSource, finder: _MemberFinder, key: bytes,
+        report: BounceReport,
+    ) -> None:
+        fingerprint = hashlib.sha256(incoming.data).hexdigest()
+        if self.store.bounce_seen(fingerprint):
+            source.done(incoming.key)
+            report.repeated += 1
+            return
+        verdict = classify(incoming.data, self.config.email.unsubscribe_mailto)
+        if verdict.kind is Kind.UNKNOWN:
+            report.unclassified.append(Unclassified(incoming.name, verdict.subject,
+                                                    verdict.detail))
+            return
+        found = finder.find(verdict)
+        if found is None:
+            report.unclassified.append(Unclassified(
+                incoming.name, verdict.subject,
+                f"a {verdict.kind} that names no member on the list"))
+            return
+        member, issue = found
+        now = self.now()
+        changed = self._bounce_effect(verdict, member, issue, now)
+        recorded = self.store.record_bounce(
+            fingerprint=fingerprint, received=now, kind=str(verdict.kind), email=member.email,
+            issue=issue, status=verdict.status, detail=verdict.detail, source=incoming.name,
+            member=changed, was=member.status,
+        )
+        source.done(incoming.key)
+        if not recorded:
+            report.repeated += 1
+            return
+        report.count(verdict.kind)
+        if changed is not None and changed.status is not member.status:
+            report.changes.append((member.email, changed.status, changed.reason or ""))
+
+    def _bounce_effect(
+        self, verdict: Verdict, member: Member, issue: int | None, now: datetime
+    ) -> Member | None:
+        """The member as this message leaves them; None when it changes nothing."""
+        if member.status is not MemberStatus.ACTIVE:
+            return None
+        if verdict.kind is Kind.HARD:
+            return replace(member, status=MemberStatus.BOUNCED, bounced_at=now,
+                           bounce_reason=verdict.detail, soft_bounces=0)
+        if verdict.kind in (Kind.COMPLAINT, Kind.UNSUBSCRIBE):
+            via = "complaint" if verdict.kind is Kind.COMPLAINT else "mailto"
+            return replace(member, status=MemberStatus.UNSUBSCRIBED, unsubscribed_at=now,
+                           unsubscribed_via=via)
+        return self._soft(member, issue, verdict, now)
+
+    def _soft(self, member: Member, issue: int | None, verdict: Verdict,
+              now: datetime) -> Member | None:
+        """One more soft bounce in a row, or the first of a new row.
+
+        Counted once per issue: a relay's "delayed" notices and its final
+        failure for the same copy are one bounce. The row is broken by a
+        delivery in between: when the ledger has an issue sent to the member
+        after their last soft-bounced issue and before this one, and no
+        bounce came for it, that copy got through, and this bounce starts a
+        new row. A bounce that names no issue (no VERP address) counts as the
+        next in the row.
+        """
+        count = member.soft_bounces + 1
+        if issue is not None:
+            earlier = self.store.soft_bounced_issues(member.email)
+            if issue in earlier:
+                return None
+            before = [n for n in earlier if n < issue]
+            if before and self.store.sent_between(member.email, before[0], issue):
+                count = 1
+        limit = self.config.bounces.soft_limit
+        if count >= limit:
+            # Data, like the ledger's texts: English in every locale.
+            reason = f"{count} soft bounces in a row; the last: {verdict.detail}"
+            return replace(member, status=MemberStatus.BOUNCED, bounced_at=now,
+                           bounce_reason=reason, soft_bounces=count)
+        return replace(member, soft_bounces=count)
 
     def deliveries(self, issue: int | None = None) -> LedgerSummary:
         """The ledger summed up: counts by state per issue, every failure with its reason."""

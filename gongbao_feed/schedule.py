@@ -89,6 +89,7 @@ INGEST = "ingest"
 RESUME = "resume"
 #: The log lines of an approved issue's send (review.py), made by the ingest job.
 APPROVED = "approved"
+BOUNCES = "bounces"
 
 log = logging.getLogger("gongbao_feed.service")
 
@@ -258,6 +259,11 @@ def ingest_job(config_path: str) -> None:
     _service_for(config_path).ingest()
 
 
+def bounces_job(config_path: str) -> None:
+    """The scheduled read of the bounce mailbox."""
+    _service_for(config_path).bounces()
+
+
 def resume_job(config_path: str) -> None:
     """Finish the newest issue's send that a stop or a crash cut short."""
     _service_for(config_path).resume()
@@ -283,7 +289,7 @@ def job_specs(config: Config) -> list[JobSpec]:
     """The jobs `[schedule]` asks for."""
     s = config.schedule
     every = s.ingest_every_minutes
-    return [
+    specs = [
         JobSpec(PUBLISH, publish_job, publish_trigger(config), s.misfire_grace_seconds,
                 _("cron {cron} ({zone})").format(cron=s.publish_cron,
                                                  zone=config.paper.timezone)),
@@ -291,6 +297,12 @@ def job_specs(config: Config) -> list[JobSpec]:
         JobSpec(INGEST, ingest_job, IntervalTrigger(minutes=every, timezone=config.tz), None,
                 _("every {n} min").format(n=every)),
     ]
+    bounce_every = config.bounces.every_minutes
+    if bounce_every:  # 0: off, `gongbao-feed bounces` by hand
+        specs.append(JobSpec(
+            BOUNCES, bounces_job, IntervalTrigger(minutes=bounce_every, timezone=config.tz),
+            None, _("every {n} min").format(n=bounce_every)))
+    return specs
 
 
 def _trigger_key(trigger: BaseTrigger) -> tuple[str, ...]:
@@ -563,6 +575,29 @@ class Service:
             log.error(line(APPROVED, _failed(exc), hint=_quote(exc.hint)))
         except Exception:
             log.exception(line(APPROVED, _("failed unexpectedly")))
+
+    def bounces(self) -> None:
+        """Read the bounce mailbox (bounces, complaints, mailed unsubscribes), logged."""
+        if self.stop.is_set():
+            return
+        try:
+            with Newsroom(self.config, self.clock) as room:
+                report = room.process_bounces()
+        except GongbaoError as exc:
+            log.error(line(BOUNCES, _failed(exc), hint=_quote(exc.hint)))
+            return
+        except Exception:
+            log.exception(line(BOUNCES, _("failed unexpectedly")))
+            return
+        for email, status, why in report.changes:
+            log.info(line(BOUNCES, f"{email}: {status} ({why})"))
+        for left in report.unclassified:
+            log.warning(line(BOUNCES, _("left in the mailbox: {name} ({subject}): {reason}")
+                             .format(name=left.name, subject=left.subject or "-",
+                                     reason=left.reason)))
+        fields = report.to_json()
+        if any(fields.values()):
+            log.info(line(BOUNCES, _("bounce mailbox read"), **fields))
 
     def resume(self) -> None:
         """Send the rest of the newest issue (the members a stopped send did not reach)."""

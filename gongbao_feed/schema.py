@@ -163,6 +163,28 @@ members_t = Table(
     Column("joined", UTCDateTime, nullable=False),
     Column("unsubscribed_at", UTCDateTime),
     Column("unsubscribed_via", Text),
+    # Bounce handling (bounces.py, revision 0008).
+    Column("bounced_at", UTCDateTime),
+    Column("bounce_reason", Text),
+    Column("soft_bounces", Integer, nullable=False, default=0, server_default="0"),
+)
+
+# Every bounce, complaint and mailed unsubscribe read from the bounce mailbox, once:
+# `fingerprint` (SHA-256 of the message's bytes) makes a second read of the same
+# message (a crash before it was moved aside) change nothing. kind is "hard",
+# "soft", "complaint" or "unsubscribe"; issue is the one its VERP address names.
+bounces_t = Table(
+    "bounces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("received", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("email", String(320), index=True),
+    Column("issue", Integer),
+    Column("status", String(16)),
+    Column("detail", Text, nullable=False, default=""),
+    Column("source", Text, nullable=False, default=""),
 )
 
 deliveries_t = Table(

@@ -53,6 +53,7 @@ from .schema import (
     approvals_t,
     article_revisions_t,
     articles_t,
+    bounces_t,
     bytewise,
     corrections_t,
     deliveries_t,
@@ -134,6 +135,9 @@ def _row_to_member(row: Any) -> Member:
         joined=row.joined,
         unsubscribed_at=row.unsubscribed_at,
         unsubscribed_via=row.unsubscribed_via,
+        bounced_at=row.bounced_at,
+        bounce_reason=row.bounce_reason,
+        soft_bounces=row.soft_bounces or 0,
     )
 
 
@@ -817,6 +821,9 @@ class Store:
                 "joined": member.joined,
                 "unsubscribed_at": member.unsubscribed_at,
                 "unsubscribed_via": member.unsubscribed_via,
+                "bounced_at": member.bounced_at,
+                "bounce_reason": member.bounce_reason,
+                "soft_bounces": member.soft_bounces,
             }
         if not rows:
             return
@@ -870,6 +877,72 @@ class Store:
             )
             return bool(result.rowcount)
 
+    # -- bounces (their rules are in bounces.py and Newsroom.process_bounces) -----
+    def bounce_seen(self, fingerprint: str) -> bool:
+        """Whether a message with these bytes (its SHA-256) was processed before."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(bounces_t.c.id).where(bounces_t.c.fingerprint == fingerprint)
+            ).first() is not None
+
+    def soft_bounced_issues(self, email: str) -> list[int]:
+        """The issues this member's recorded soft bounces name, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(bounces_t.c.issue).distinct()
+                .where(bounces_t.c.email == email, bounces_t.c.kind == "soft",
+                       bounces_t.c.issue.is_not(None))
+                .order_by(bounces_t.c.issue.desc())
+            ).all()
+        return [r.issue for r in rows]
+
+    def sent_between(self, email: str, after: int, before: int) -> list[int]:
+        """Issues strictly between `after` and `before` the ledger has as sent to `email`."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries_t.c.issue).where(
+                    deliveries_t.c.email == email,
+                    deliveries_t.c.state == DeliveryState.SENT.value,
+                    deliveries_t.c.issue > after, deliveries_t.c.issue < before,
+                ).order_by(deliveries_t.c.issue)
+            ).all()
+        return [r.issue for r in rows]
+
+    def record_bounce(
+        self, *, fingerprint: str, received: datetime, kind: str, email: str | None,
+        issue: int | None, status: str | None, detail: str, source: str,
+        member: Member | None = None, was: MemberStatus | None = None,
+    ) -> bool:
+        """Record one processed message and, in the same transaction, save `member`
+        (its new status and counters) if its status is still `was` (an unsubscribe
+        from the web page in between is not undone). False, and nothing saved, when
+        a message with these bytes was recorded before: processing it again changes
+        nothing."""
+        with self.transaction() as conn:
+            if conn.execute(
+                select(bounces_t.c.id).where(bounces_t.c.fingerprint == fingerprint)
+            ).first() is not None:
+                return False
+            conn.execute(bounces_t.insert().values(
+                fingerprint=fingerprint, received=received, kind=kind, email=email,
+                issue=issue, status=status, detail=detail, source=source,
+            ))
+            if member is not None:
+                conn.execute(
+                    members_t.update()
+                    .where(members_t.c.mailbox == mailbox_key(member.email),
+                           members_t.c.status == (was or member.status).value)
+                    .values(**{
+                        "status": member.status.value,
+                        "unsubscribed_at": member.unsubscribed_at,
+                        "unsubscribed_via": member.unsubscribed_via,
+                        "bounced_at": member.bounced_at,
+                        "bounce_reason": member.bounce_reason,
+                        "soft_bounces": member.soft_bounces,
+                    })
+                )
+        return True
+
     def is_active(self, email: str) -> bool:
         with self.engine.connect() as conn:
             status = conn.execute(_MEMBER_STATUS, {"k_mailbox": mailbox_key(email)}).scalar()
@@ -909,7 +982,8 @@ class Store:
 #: The ids of the articles withdrawn now (not restored).
 _WITHDRAWN = select(withdrawals_t.c.article_id).where(withdrawals_t.c.restored_at.is_(None))
 
-_MEMBER_FIELDS = ("name", "status", "joined", "unsubscribed_at", "unsubscribed_via")
+_MEMBER_FIELDS = ("name", "status", "joined", "unsubscribed_at", "unsubscribed_via",
+                  "bounced_at", "bounce_reason", "soft_bounces")
 
 # A send runs these once or twice a member: built once, they skip SQLAlchemy's
 # statement construction, which cost more than SQLite's work (3× per row).

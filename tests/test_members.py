@@ -153,7 +153,8 @@ def test_cli_import_json_shape_and_exit_status(workdir: Path) -> None:
 
     code, out, _ = run(workdir, "members", "list", "--json")
     assert code == 0
-    assert out == [{"email": "a@example.com", "name": "甲", "status": "active"}]
+    assert out == [{"email": "a@example.com", "name": "甲", "status": "active", "since": None,
+                    "reason": None}]
 
 
 def test_cli_add_and_remove(workdir: Path) -> None:
@@ -165,7 +166,11 @@ def test_cli_add_and_remove(workdir: Path) -> None:
 
     assert run(workdir, "members", "remove", "Zhao@EXAMPLE.com")[0] == 0
     _, listed, _ = run(workdir, "members", "list", "--json")
-    assert listed == [{"email": "Zhao@example.com", "name": "赵六", "status": "unsubscribed"}]
+    assert isinstance(listed, list)
+    assert [{k: v for k, v in m.items() if k != "since"} for m in listed] == [
+        {"email": "Zhao@example.com", "name": "赵六", "status": "unsubscribed",
+         "reason": "removed"}]
+    assert listed[0]["since"].endswith("+00:00")  # when, in UTC
 
     # A removed member stays removed when an old sheet is imported again ...
     sheet = workdir / "old.csv"
@@ -331,12 +336,14 @@ def test_three_capitalisations_are_one_member_on_the_command_line(workdir: Path)
     for spelling in SPELLINGS[1:]:  # again, one at a time, in the other spellings
         assert run(workdir, "members", "add", spelling)[0] == 0
     code, listed, _ = run(workdir, "members", "list", "--json")
-    assert listed == [{"email": SPELLINGS[0], "name": "罗斌", "status": "active"}]
+    assert listed == [{"email": SPELLINGS[0], "name": "罗斌", "status": "active",
+                       "since": None, "reason": None}]
 
     # Removing any one spelling removes the mailbox.
     assert run(workdir, "members", "remove", SPELLINGS[2])[0] == 0
     _, listed, _ = run(workdir, "members", "list", "--json")
-    assert listed == [{"email": SPELLINGS[0], "name": "罗斌", "status": "unsubscribed"}]
+    assert [(m["status"], m["reason"]) for m in listed] == [  # type: ignore[index]
+        ("unsubscribed", "removed")]
     run(workdir, "members", "import", str(sheet))  # an old sheet brings no spelling back
     _, listed, _ = run(workdir, "members", "list", "--json")
     assert [m["status"] for m in listed] == ["unsubscribed"]  # type: ignore[index]

@@ -117,10 +117,13 @@ def test_send_delivers_each_member_once_with_the_outbox_bytes(
     rows = ledger(paper)
     for email in MEMBERS:
         (received,) = got[email]
-        assert received.sender == "digest@news.example.org"
+        # The envelope sender is the member's VERP address on the From domain (bounces.py).
+        assert re.fullmatch(r"bounce\+[a-z2-7]{24}@news\.example\.org", received.sender)
         assert received.recipients == (email,)
         eml = (outbox / eml_name(email)).read_bytes()
-        assert received.data == eml  # aiosmtpd adds no Received header: nothing to scrub
+        # The file records the same envelope sender in a Return-Path line; the relay got
+        # the rest (aiosmtpd adds no Received header: nothing to scrub).
+        assert eml == b"Return-Path: <" + received.sender.encode() + b">\r\n" + received.data
         row = rows[email]
         assert (row.state, row.transport, row.code, row.attempts) == ("sent", "smtp", 250, 1)
         assert "queued as" in row.detail
