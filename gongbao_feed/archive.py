@@ -255,6 +255,8 @@ def _page(env: jinja2.Environment, kind: str, here: str, config: Config, **conte
         ],
         "home": urls.relative(here, urls.INDEX_PATH),
         "stylesheet": urls.relative(here, urls.STYLESHEET_PATH),
+        # `serve`'s signup form (web.py); none when [signup] enabled = false.
+        "signup": urls.relative(here, urls.SIGNUP_PATH) if config.signup.enabled else "",
         "canonical": urls.public_url(config, here),  # the page's public address
     }
     name = TEMPLATES[kind]

@@ -119,6 +119,7 @@ def hint(text: str) -> None:
 _STATUS = {
     MemberStatus.ACTIVE: N_("active"),
     MemberStatus.UNSUBSCRIBED: N_("unsubscribed"),
+    MemberStatus.PENDING: N_("pending"),
 }
 
 

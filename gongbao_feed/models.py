@@ -283,6 +283,8 @@ class Issue:
 class MemberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
+    #: Signed up on the web form, confirmation not yet followed: never mailed a digest.
+    PENDING = "pending"
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,17 @@ article_revisions_t = Table(
     Column("saved", UTCDateTime, nullable=False),
     Column("content", Text, nullable=False),
 )
+
+# Web signups waiting for their confirmation (signup.py), one row per mailbox:
+# when the last confirmation was sent (one an hour at most), and the name given,
+# applied when the link is followed. An unsubscribed member who signs up again
+# has a row here and stays unsubscribed until then.
+signups_t = Table(
+    "signups",
+    metadata,
+    Column("mailbox", String(320), primary_key=True),  # models.mailbox_key
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("requested", UTCDateTime, nullable=False),
+    Column("confirmation_sent", UTCDateTime, nullable=False),
+)

@@ -85,3 +85,16 @@ def issue_tag(config: Config, number: int, day: date) -> str:
 
 def unsubscribe_url(config: Config, token: str) -> str:
     return f"{site(config)}unsubscribe/{token}"
+
+
+#: The signup form `serve` answers (web.py), linked from every archive page.
+SIGNUP_PATH = "subscribe"
+
+
+def signup_url(config: Config) -> str:
+    return site(config) + SIGNUP_PATH
+
+
+def confirm_url(config: Config, token: str) -> str:
+    """A signup confirmation link (tokens.sign_confirmation), answered by `serve`."""
+    return f"{site(config)}confirm/{token}"
