@@ -360,11 +360,15 @@ def merge_member(
 
     A new address joins as active. A known one keeps its join date, takes
     the new name when one is given, and stays unsubscribed unless
-    `resubscribe` says the member asked to come back.
+    `resubscribe` says the member asked to come back. One that signed up on
+    the web and has not confirmed yet (pending) becomes active: the
+    operator's own list vouches for the address.
     """
     if existing is None:
         return Member(email=email, name=name, status=MemberStatus.ACTIVE, joined=now)
     merged = replace(existing, name=name or existing.name)
+    if existing.status is MemberStatus.PENDING:
+        merged = replace(merged, status=MemberStatus.ACTIVE)
     if resubscribe and existing.status is MemberStatus.UNSUBSCRIBED:
         merged = replace(
             merged, status=MemberStatus.ACTIVE, unsubscribed_at=None, unsubscribed_via=None

@@ -799,8 +799,10 @@ class Store:
                     set_={"name": insert.excluded.name, "requested": now,
                           "confirmation_sent": now},
                     where=signups_t.c.confirmation_sent <= now - resend_after,
-                )
-                if conn.execute(stmt).rowcount:
+                ).returning(signups_t.c.mailbox)
+                # A row back: inserted, or updated because the last one is old enough.
+                # (rowcount is no guide: psycopg may report -1 for an upsert.)
+                if conn.execute(stmt).first() is not None:
                     return True
                 conn.execute(signups_t.update().where(signups_t.c.mailbox == key)
                              .values(requested=now, name=name or signups_t.c.name))
