@@ -1,12 +1,15 @@
 """The web service: the public folder for feed readers and browsers, and one-click unsubscribe.
 
-Starlette (routing, requests, the body limit) under uvicorn. Two routes:
+Starlette (routing, requests, the body limit) under uvicorn. The routes:
 
 - `/unsubscribe/<token>`: RFC 8058. A POST whose form says
   `List-Unsubscribe=One-Click` unsubscribes at once; a GET only shows a page
   with a button that makes that POST, because link scanners follow links.
   A bad token is a 400 that changes nothing, and no answer says whether the
   address is (still) a member.
+- `/subscribe` and `/confirm/<token>`: readers who sign themselves up,
+  double opt-in (`Signup`, with signup.py); a GET never changes anything,
+  and the answer to a signup never says whether the address is a member.
 - everything else: a file of the public folder, with ETag, Last-Modified,
   304 on conditional requests and gzip. Each file is read, hashed and
   compressed once per version (inode, size, mtime) and kept in a bounded
