@@ -309,6 +309,8 @@ def _page(
         ] + list(extra_feeds),
         "home": urls.relative(here, urls.INDEX_PATH),
         "stylesheet": urls.relative(here, urls.STYLESHEET_PATH),
+        # `serve`'s signup form (web.py); none when [signup] enabled = false.
+        "signup": urls.relative(here, urls.SIGNUP_PATH) if config.signup.enabled else "",
         "canonical": urls.public_url(config, here),  # the page's public address
     }
     name = TEMPLATES[kind]

@@ -120,6 +120,7 @@ _STATUS = {
     MemberStatus.ACTIVE: N_("active"),
     MemberStatus.UNSUBSCRIBED: N_("unsubscribed"),
     MemberStatus.BOUNCED: N_("bounced"),
+    MemberStatus.PENDING: N_("pending"),
 }
 
 

@@ -383,6 +383,37 @@ _DOMAIN = re.compile(r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-
                      r"[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]")
 
 
+class SignupConfig(_Section):
+    """Readers who sign themselves up on `serve`'s /subscribe form (double opt-in)."""
+
+    #: false: no form (/subscribe is 404) and no link to it on the archive's pages.
+    enabled: bool = True
+    #: Hours a confirmation link works.
+    confirm_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 48
+    #: Minutes after a confirmation in which more signups for that address send no other.
+    resend_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
+    #: Signup POSTs one client address may make per `rate_window_minutes` (per process).
+    rate_limit: Annotated[int, Field(ge=1)] = 10
+    rate_window_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 60
+    #: Minutes a form stays good to send (its CSRF token's lifetime).
+    form_minutes: Annotated[int, Field(ge=5, le=24 * 60)] = 120
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    _("{value!r} is not an IP address or network; expected e.g. "
+                      "\"127.0.0.1\" or \"10.0.0.0/8\"").format(value=item)
+                ) from None
+        return v
+
+
 class Config(_Section):
     paper: PaperConfig = PaperConfig()
     paths: PathsConfig = PathsConfig()
@@ -397,6 +428,7 @@ class Config(_Section):
     dkim: DkimConfig = DkimConfig()
     sections: SectionsConfig = SectionsConfig()
     bounces: BouncesConfig = BouncesConfig()
+    signup: SignupConfig = SignupConfig()
 
     #: The folder the config file lives in; every relative path starts here.
     root: Path = Field(default=Path("."), exclude=True)

@@ -17,6 +17,9 @@ class Message:
     `recipients` are the SMTP envelope (RFC 5321 MAIL FROM and RCPT TO), which
     may differ from the From: and To: headers inside `data`. `test` marks a
     test copy (`send --to`): no ledger row, and the outbox keeps it apart.
+    `confirmation` marks a signup's confirmation request (signup.py): no
+    issue (`issue` is 0), no ledger row, and the outbox writes it to
+    outbox/confirm/, never among an issue's copies.
     """
 
     issue: int
@@ -26,3 +29,4 @@ class Message:
     message_id: str
     data: bytes
     test: bool = False
+    confirmation: bool = False

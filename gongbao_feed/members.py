@@ -361,10 +361,14 @@ def merge_member(
     A new address joins as active. A known one keeps its join date, takes
     the new name when one is given, and stays unsubscribed (or bounced) unless
     `resubscribe` says the member asked to come back (or the address works again).
+    One that signed up on the web and has not confirmed yet (pending) becomes
+    active: the operator's own list vouches for the address.
     """
     if existing is None:
         return Member(email=email, name=name, status=MemberStatus.ACTIVE, joined=now)
     merged = replace(existing, name=name or existing.name)
+    if existing.status is MemberStatus.PENDING:
+        merged = replace(merged, status=MemberStatus.ACTIVE)
     if resubscribe and existing.status in (MemberStatus.UNSUBSCRIBED, MemberStatus.BOUNCED):
         merged = replace(
             merged, status=MemberStatus.ACTIVE, unsubscribed_at=None, unsubscribed_via=None,

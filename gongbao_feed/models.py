@@ -290,6 +290,8 @@ class MemberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     #: Their mailbox is gone (a hard bounce, or `bounces.soft_limit` soft ones in a row).
     BOUNCED = "bounced"
+    #: Signed up on the web form, confirmation not yet followed: never mailed a digest.
+    PENDING = "pending"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ tool. One folder per issue, outbox/0007/, one file per member, named from
 the address so a re-send replaces a member's file instead of adding one.
 Test copies (`send --to`) go to outbox/tests/0007/, never among the members'
 copies, so a test to a member's own address leaves their copy as it was.
+A signup's confirmation request goes to outbox/confirm/, one file each.
 Files are written atomically (temporary file, fsync, rename), and a message
 is reported SENT only after its rename, so the ledger never claims a file
 that is not there; after a crash between the rename and the ledger row, the
@@ -82,6 +83,8 @@ def sweep_litter(folder: Path) -> int:
 
 #: The folder under the outbox that test copies go to, one folder per issue below it.
 TESTS_FOLDER = "tests"
+#: The folder under the outbox that signup confirmations go to (signup.py).
+CONFIRM_FOLDER = "confirm"
 
 
 def issue_folder(root: Path, issue: int) -> Path:
@@ -118,6 +121,14 @@ def eml_name(email: str) -> str:
     return f"{readable}.{tag}.eml"
 
 
+def confirm_path(root: Path, message: Message) -> Path:
+    """outbox/confirm/<address>.<tag>.<message tag>.eml: one file per confirmation sent,
+    so a second confirmation to one address is a second file, not a replaced one."""
+    stem = eml_name(message.email).removesuffix(".eml")
+    tag = hashlib.sha256(message.message_id.encode()).hexdigest()[:10]
+    return root / CONFIRM_FOLDER / f"{stem}.{tag}.eml"
+
+
 class OutboxTransport:
     """Writes each message to outbox/NNNN/<member>.eml.
 
@@ -137,6 +148,8 @@ class OutboxTransport:
         self.writers = writers
 
     def path_for(self, message: Message) -> Path:
+        if message.confirmation:
+            return confirm_path(self.root, message)
         folder = test_folder if message.test else issue_folder
         return folder(self.root, message.issue) / eml_name(message.email)
 

@@ -273,3 +273,17 @@ send_checks_t = Table(
     Column("forced_at", UTCDateTime),
     Column("forced_by", Text),
 )
+
+# Web signups waiting for their confirmation (signup.py), one row per mailbox:
+# when the last confirmation was sent (one an hour at most), and the name given,
+# applied when the link is followed. An unsubscribed member who signs up again
+# has a row here and stays unsubscribed until then.
+signups_t = Table(
+    "signups",
+    metadata,
+    Column("mailbox", String(320), primary_key=True),  # models.mailbox_key
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("requested", UTCDateTime, nullable=False),
+    Column("confirmation_sent", UTCDateTime, nullable=False),
+)

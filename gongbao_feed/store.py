@@ -15,7 +15,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ from .schema import (
     issues_t,
     members_t,
     send_checks_t,
+    signups_t,
     upsert,
     withdrawals_t,
 )
@@ -964,6 +965,100 @@ class Store:
                 ).scalar() == active
 
             yield is_active
+
+    # -- web signups, double opt-in (signup.py) ----------------------------------
+    def request_signup(
+        self, email: str, name: str, now: datetime, resend_after: timedelta
+    ) -> bool:
+        """Record a signup from the web form; True when a confirmation is to be sent now.
+
+        One transaction. A new address becomes a `pending` member (never
+        mailed a digest); an active member is left as they are and sent
+        nothing; any other member (unsubscribed, bounced) keeps their status
+        until the confirmation is followed. The signup row holds the name
+        given and when the last confirmation went: within `resend_after` of
+        it, no other is sent (False), however many requests arrive, and the
+        decision is one conditional upsert, so two requests at once (two
+        processes, two machines) send one.
+        """
+        key = mailbox_key(email)
+        with self.transaction() as conn:
+            row = conn.execute(
+                select(members_t.c.status).where(members_t.c.mailbox == key)
+            ).first()
+            if row is not None and row.status == MemberStatus.ACTIVE.value:
+                return False
+            if row is None:
+                conn.execute(members_t.insert().values(
+                    email=email, mailbox=key, name=name, status=MemberStatus.PENDING.value,
+                    joined=now,
+                ))
+            elif row.status == MemberStatus.PENDING.value and name:
+                conn.execute(members_t.update().where(members_t.c.mailbox == key)
+                             .values(name=name))
+            values = {"mailbox": key, "email": email, "name": name, "requested": now,
+                      "confirmation_sent": now}
+            insert = upsert(conn, signups_t)
+            if insert is not None:
+                stmt = insert.values(**values).on_conflict_do_update(
+                    index_elements=[signups_t.c.mailbox],
+                    set_={"name": insert.excluded.name, "requested": now,
+                          "confirmation_sent": now},
+                    where=signups_t.c.confirmation_sent <= now - resend_after,
+                ).returning(signups_t.c.mailbox)
+                # A row back: inserted, or updated because the last one is old enough.
+                # (rowcount is no guide: psycopg may report -1 for an upsert.)
+                if conn.execute(stmt).first() is not None:
+                    return True
+                conn.execute(signups_t.update().where(signups_t.c.mailbox == key)
+                             .values(requested=now, name=name or signups_t.c.name))
+                return False
+            sent = conn.execute(
+                select(signups_t.c.confirmation_sent).where(signups_t.c.mailbox == key)
+            ).scalar()
+            if sent is None:
+                conn.execute(signups_t.insert().values(**values))
+                return True
+            fresh = sent > now - resend_after
+            conn.execute(signups_t.update().where(signups_t.c.mailbox == key).values(
+                name=name or signups_t.c.name, requested=now,
+                **({} if fresh else {"confirmation_sent": now})))
+            return not fresh
+
+    def confirm_signup(self, email: str, issued: datetime, now: datetime) -> bool:
+        """Follow a confirmation link made at `issued`: the member becomes active.
+
+        True when the member is active afterwards. A pending member becomes
+        active (joined now); an unsubscribed or bounced one only if they left
+        before the link was made, so an old link cannot undo a later
+        unsubscribe; an active one stays as they are. The name given with the
+        signup, if any, is theirs from now. Unknown addresses (removed by the
+        operator meanwhile) change nothing.
+        """
+        key = mailbox_key(email)
+        with self.transaction() as conn:
+            member = conn.execute(select(members_t).where(members_t.c.mailbox == key)).first()
+            if member is None:
+                return False
+            if member.status == MemberStatus.ACTIVE.value:
+                return True
+            left = member.unsubscribed_at
+            # Whole seconds: the link's time has no fraction; the same second counts as before.
+            if (member.status != MemberStatus.PENDING.value and left is not None
+                    and int(left.timestamp()) > int(issued.timestamp())):
+                return False
+            signup = conn.execute(select(signups_t).where(signups_t.c.mailbox == key)).first()
+            values: dict[str, Any] = {
+                "status": MemberStatus.ACTIVE.value, "unsubscribed_at": None,
+                "unsubscribed_via": None,
+            }
+            if member.status == MemberStatus.PENDING.value:
+                values["joined"] = now
+            if signup is not None and signup.name:
+                values["name"] = signup.name
+            conn.execute(members_t.update().where(members_t.c.mailbox == key).values(**values))
+            conn.execute(signups_t.delete().where(signups_t.c.mailbox == key))
+            return True
 
     # -- the delivery ledger's rows (its rules are in ledger.py) ----------------
     def delivery(self, issue: int, email: str) -> Delivery | None:

@@ -1,6 +1,12 @@
-"""Signed unsubscribe tokens: (member, issue), sealed so the link shows neither;
-and approve tokens for the proofs (issue, editor, expiry), sealed the same way under
-a key derived apart and other associated data, so neither ever opens as the other.
+"""Signed tokens: unsubscribe (member, issue), approve links, signup confirmations,
+the signup form, and VERP envelope senders.
+
+Unsubscribe tokens are (member, issue), sealed so the link shows neither.
+Approve tokens (issue, editor, expiry) and signup confirmation tokens
+(address, time) are sealed the same way under keys derived apart and other
+associated data, so no kind ever opens as another; they expire. Form tokens
+(`sign_form`) are HMACs over a time and a nonce, for the signup form's CSRF
+check. VERP tokens are short keyed hashes that fit an address's local part.
 
 Shape of a token (URL-safe, no padding, no dots):
 
@@ -273,3 +279,90 @@ def read_verp_token(token: str) -> VerpClaims:
     if issue < 1:
         raise BadToken("malformed VERP token")
     return VerpClaims(issue, raw[4:])
+
+
+# -- signup confirmations and the signup form ------------------------------------
+
+#: Associated data of a confirmation token: an unsubscribe token (other AD, other
+#: derived key) never opens as one, nor the other way round.
+_CONFIRM_AD = b"gongbao-confirm-v1"
+#: A form token: issued seconds, a random nonce, an HMAC over both for this purpose.
+_FORM = re.compile(r"([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
+
+
+@dataclass(frozen=True)
+class ConfirmClaims:
+    """Who asked to join (the normalised address) and when the link was made (Unix seconds)."""
+
+    email: str
+    issued: int
+
+
+def _confirm_sealer(key: bytes) -> AESSIV:
+    return AESSIV(hmac.new(key, b"gongbao signup confirmation v1", hashlib.sha512).digest())
+
+
+def sign_confirmation(key: bytes, email: str, issued: int) -> str:
+    """A URL-safe token for /confirm/<token>: the address and the time, sealed (AES-SIV).
+
+    The address cannot be read from the link, and a token with any bit
+    changed fails to open. `issued` is whole seconds since the epoch, so the
+    link expires (`verify_confirmation`'s `max_age`).
+    """
+    if issued < 1:
+        raise ValueError(f"issued must be a positive Unix time, not {issued}")
+    return _b64(_confirm_sealer(key).encrypt(f"{issued:d}\n{email}".encode(), [_CONFIRM_AD]))
+
+
+def verify_confirmation(key: bytes, token: str, now: int, max_age: int) -> ConfirmClaims:
+    """The address a confirmation token names, if it is ours and `now` is within `max_age`
+    seconds of its making; BadToken (forged, malformed, expired or from the future)."""
+    if len(token) > 2 * _MAX_EMAIL or "." in token:
+        raise BadToken("malformed token")
+    try:
+        plain = _confirm_sealer(key).decrypt(_unb64(token), [_CONFIRM_AD])
+    except InvalidTag:
+        raise BadToken("token signature does not match") from None
+    try:
+        issued_text, sep, email = plain.decode("utf-8").partition("\n")
+    except UnicodeDecodeError:
+        raise BadToken("malformed token") from None
+    if not sep or not email:
+        raise BadToken("malformed token")
+    issued = _number(issued_text)
+    if not issued - _CLOCK_SKEW <= now <= issued + max_age:
+        raise BadToken("token expired")
+    return ConfirmClaims(email, issued)
+
+
+#: Seconds a token's time may lie ahead of this machine's clock (another server's clock).
+_CLOCK_SKEW = 300
+
+
+def _form_mac(key: bytes, issued: int, nonce: str) -> str:
+    derived = hmac.new(key, b"gongbao signup form v1", hashlib.sha256).digest()
+    return _b64(hmac.new(derived, f"signup-form\n{issued}\n{nonce}".encode(),
+                         hashlib.sha256).digest())
+
+
+def sign_form(key: bytes, issued: int) -> str:
+    """A CSRF token for the signup form: `issued.nonce.mac` (nonce: 16 random bytes).
+
+    Sent both as a cookie and in the form (double submit), and signed, so
+    neither a cross-site form (which cannot set our cookie) nor a made-up
+    value (which has no valid MAC) gets through.
+    """
+    nonce = _b64(os.urandom(16))
+    return f"{issued:d}.{nonce}.{_form_mac(key, issued, nonce)}"
+
+
+def verify_form(key: bytes, token: str, now: int, max_age: int) -> None:
+    """None if `token` is a form token we made within `max_age` seconds; BadToken otherwise."""
+    m = _FORM.fullmatch(token)
+    if m is None:
+        raise BadToken("malformed form token")
+    issued = int(m.group(1))
+    if not hmac.compare_digest(m.group(3), _form_mac(key, issued, m.group(2))):
+        raise BadToken("form token signature does not match")
+    if not issued - _CLOCK_SKEW <= now <= issued + max_age:
+        raise BadToken("form token expired")

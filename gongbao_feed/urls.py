@@ -108,3 +108,16 @@ def unsubscribe_url(config: Config, token: str) -> str:
 def approve_url(config: Config, number: int, token: str) -> str:
     """The proof's approve link: `serve` answers it (a page with a button, the POST approves)."""
     return f"{site(config)}approve/{number}/{token}"
+
+
+#: The signup form `serve` answers (web.py), linked from every archive page.
+SIGNUP_PATH = "subscribe"
+
+
+def signup_url(config: Config) -> str:
+    return site(config) + SIGNUP_PATH
+
+
+def confirm_url(config: Config, token: str) -> str:
+    """A signup confirmation link (tokens.sign_confirmation), answered by `serve`."""
+    return f"{site(config)}confirm/{token}"

@@ -1,6 +1,6 @@
 """The web service: the public folder for feed readers and browsers, and one-click unsubscribe.
 
-Starlette (routing, requests, the body limit) under uvicorn. Three routes:
+Starlette (routing, requests, the body limit) under uvicorn. The routes:
 
 - `/unsubscribe/<token>`: RFC 8058. A POST whose form says
   `List-Unsubscribe=One-Click` unsubscribes at once; a GET only shows a page
@@ -11,6 +11,9 @@ Starlette (routing, requests, the body limit) under uvicorn. Three routes:
   GET shows the issue and a button, the button's POST approves; a token
   that is forged, expired, another issue's or not an approve token is a
   400 that changes nothing, a cross-site POST a 403.
+- `/subscribe` and `/confirm/<token>`: readers who sign themselves up,
+  double opt-in (`Signup`, with signup.py); a GET never changes anything,
+  and the answer to a signup never says whether the address is a member.
 - everything else: a file of the public folder, with ETag, Last-Modified,
   304 on conditional requests and gzip. Each file is read, hashed and
   compressed once per version (inode, size, mtime) and kept in a bounded
@@ -29,15 +32,19 @@ import errno
 import functools
 import gzip
 import hashlib
+import hmac
+import logging
 import mimetypes
 import os
 import socket
 import stat
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +52,7 @@ from typing import Any
 import anyio
 import jinja2
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -61,12 +69,17 @@ from starlette.types import Message, Receive, Scope, Send
 from . import tokens, urls
 from .archive import ARCHIVE_CSP, RETRACTED_MARKER, environment
 from .config import Config
-from .errors import GongbaoError, RenderError
+from .deliver import make_transport
+from .errors import GongbaoError, MemberError, RenderError
 from .fragments import display_date
 from .i18n import _
+from .members import clean_name, normalise_email
+from .models import DeliveryState
 from .publish import Clock, system_clock
+from .signup import ConfirmationMailer, RateLimiter, client_address
 from .skeleton import builtin_templates
 from .store import Store
+from .transport import Outcome, Transport
 
 #: Largest request body accepted anywhere; a one-click POST is about 30 bytes.
 MAX_BODY = 4096
@@ -622,7 +635,196 @@ class Approve:
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
 
+# -- signup, double opt-in (signup.py) ----------------------------------------------
+
+SIGNUP_TEMPLATE = "subscribe.html.j2"
+CONFIRM_TEMPLATE = "subscribe_confirm.html.j2"
+#: The cookie half of the form's double-submit CSRF token; only /subscribe sees it.
+CSRF_COOKIE = "gongbao_signup"
+_FORM_HEADERS = {**_PAGE_HEADERS, "X-Robots-Tag": "noindex"}
+#: What the form says when its CSRF token is missing, forged or too old.
+FORM_REFUSED = "表单已过期或无效，未做任何更改。请重新提交。"
+#: What it says when the address is not one.
+BAD_ADDRESS = "邮箱地址的格式不对，请检查后重新填写（例如 name@example.com）。"
+BAD_NAME = "称呼须是一行文字，不超过 100 个字。"
+
+log = logging.getLogger("gongbao_feed.web")
+
+
+class Signup:
+    """GET /subscribe shows the form; POST records the signup and sends a confirmation.
+
+    The POST's answer is the same page, byte for byte, for every good
+    address (new, pending, active, unsubscribed): nothing says whether it is
+    on the list. The confirmation is sent after the answer has gone
+    (a background task), so the time to answer does not tell either, and a
+    transport failure is logged, never shown. Before anything is read the
+    client's address is counted (`RateLimiter`, in this process's memory),
+    then the form's CSRF token is checked: the form field and the cookie
+    must be the same token, signed by us, issued within `form_minutes`.
+
+    GET /confirm/<token> shows a button and changes nothing; its POST makes
+    the member active (`Store.confirm_signup`). A forged, garbled or expired
+    token is a 400 that changes nothing.
+    """
+
+    def __init__(self, config: Config, store: Store, key: bytes, clock: Clock,
+                 transport: Transport | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.key = key
+        self.clock = clock
+        self.transport = transport
+        self.mailer = ConfirmationMailer(config, key)
+        cfg = config.signup
+        self.limiter = RateLimiter(cfg.rate_limit, cfg.rate_window_minutes * 60)
+        env = environment([config.templates_dir / "web", builtin_templates() / "web"])
+        self.form_page = _template(env, SIGNUP_TEMPLATE)
+        self.confirm_page = _template(env, CONFIRM_TEMPLATE)
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    # -- /subscribe -----------------------------------------------------------------
+    async def subscribe(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD"):
+            return self._form(request)
+        now = self.clock()
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"), self.config.signup.trusted_proxies,
+        )
+        if not self.limiter.allow(client, now.timestamp()):
+            minutes = self.config.signup.rate_window_minutes
+            return HTMLResponse(
+                self._render_form("limited", retry_minutes=minutes), 429,
+                headers={**_FORM_HEADERS, "Retry-After": str(minutes * 60)},
+            )
+        async with request.form(max_files=0, max_fields=8, max_part_size=MAX_BODY) as form:
+            fields = {k: str(form.get(k) or "") for k in ("csrf", "email", "name")}
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not self._good_form(fields["csrf"], cookie, now):
+            return self._form(request, 403, error=FORM_REFUSED, email=fields["email"],
+                              name=fields["name"])
+        try:
+            email = normalise_email(fields["email"])
+        except MemberError:
+            return self._form(request, 400, error=BAD_ADDRESS, email=fields["email"],
+                              name=fields["name"])
+        try:
+            name = clean_name(fields["name"])
+        except MemberError:
+            return self._form(request, 400, error=BAD_NAME, email=fields["email"])
+        resend = timedelta(minutes=self.config.signup.resend_minutes)
+        send = await run_in_threadpool(self.store.request_signup, email, name, now, resend)
+        task = BackgroundTask(self._send, email, name, now) if send else None
+        return HTMLResponse(self._render_form("sent"), headers=_FORM_HEADERS, background=task)
+
+    def _good_form(self, field: str, cookie: str, now: datetime) -> bool:
+        if not field or not hmac.compare_digest(field.encode(), cookie.encode()):
+            return False
+        try:
+            tokens.verify_form(self.key, field, int(now.timestamp()),
+                               self.config.signup.form_minutes * 60)
+        except tokens.BadToken:
+            return False
+        return True
+
+    def _form(self, request: Request, status: int = 200, **context: Any) -> Response:
+        """The form with a fresh CSRF token, in the page and in the cookie."""
+        token = tokens.sign_form(self.key, int(self.clock().timestamp()))
+        response = HTMLResponse(self._render_form("form", csrf=token, **context), status,
+                                headers=_FORM_HEADERS)
+        secure = self.config.paper.base_url.startswith("https:") and (
+            request.url.scheme == "https" or bool(self.config.signup.trusted_proxies))
+        response.set_cookie(
+            CSRF_COOKIE, token, max_age=self.config.signup.form_minutes * 60,
+            path="/" + urls.SIGNUP_PATH, secure=secure, httponly=True, samesite="strict",
+        )
+        return response
+
+    def _render_form(self, state: str, **context: Any) -> str:
+        values = {"csrf": "", "email": "", "name": "", "error": "", "retry_minutes": 0, **context}
+        return self.form_page.render(
+            state=state, paper=self.config.paper.name, language=self.config.paper.language,
+            home=self.config.paper.base_url, hours=self.config.signup.confirm_hours, **values,
+        )
+
+    async def _send(self, email: str, name: str, now: datetime) -> None:
+        with self._idle:
+            self._busy += 1
+        try:
+            await run_in_threadpool(self._deliver, email, name, now)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _deliver(self, email: str, name: str, now: datetime) -> None:
+        """Make and send one confirmation; every failure is logged, none raised."""
+        shown = mask_address(email)
+        try:
+            message = self.mailer.message(email, name, now)
+            transport = self.transport or make_transport(self.config)
+            outcomes: list[Outcome] = []
+            transport.deliver([message], outcomes.append, threading.Event())
+        except Exception as exc:  # the reader's answer has gone; the operator must hear of it
+            why = exc.message if isinstance(exc, GongbaoError) else f"{type(exc).__name__}: {exc}"
+            log.error(_("signup: the confirmation to {address} was not sent: {reason}").format(
+                address=shown, reason=why))
+            return
+        for outcome in outcomes:
+            if outcome.state is DeliveryState.SENT:
+                log.info(_("signup: confirmation sent to {address}").format(address=shown))
+            else:
+                log.error(_("signup: the confirmation to {address} was not sent: {reason}")
+                          .format(address=shown, reason=outcome.detail or outcome.state))
+
+    def wait_sent(self, timeout: float) -> bool:
+        """True once no confirmation is being sent (tests wait on it; the answer never does)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    # -- /confirm/<token> ----------------------------------------------------------
+    def _claims(self, token: str) -> tokens.ConfirmClaims | None:
+        try:
+            return tokens.verify_confirmation(
+                self.key, token, int(self.clock().timestamp()),
+                self.config.signup.confirm_hours * 3600)
+        except tokens.BadToken:
+            return None
+
+    async def confirm(self, request: Request) -> Response:
+        claims = self._claims(request.path_params["token"])
+        if claims is None:
+            return self._confirm_page("bad", None, 400)
+        if request.method in ("GET", "HEAD"):
+            return self._confirm_page("ask", claims)
+        async with request.form(max_files=0, max_fields=8, max_part_size=MAX_BODY) as form:
+            asked = form.get("confirm") == "yes"
+        if not asked:
+            return self._confirm_page("ask", claims, 400)
+        issued = datetime.fromtimestamp(claims.issued, UTC)
+        done = await run_in_threadpool(self.store.confirm_signup, claims.email, issued,
+                                       self.clock())
+        if not done:
+            return self._confirm_page("bad", None, 400)
+        log.info(_("signup: {address} confirmed; now an active member").format(
+            address=mask_address(claims.email)))
+        return self._confirm_page("done", claims)
+
+    def _confirm_page(self, state: str, claims: tokens.ConfirmClaims | None,
+                      status: int = 200) -> Response:
+        html = self.confirm_page.render(
+            state=state, paper=self.config.paper.name, language=self.config.paper.language,
+            home=self.config.paper.base_url, hours=self.config.signup.confirm_hours,
+            address=mask_address(claims.email) if claims else "",
+            signup=urls.signup_url(self.config),
+        )
+        return HTMLResponse(html, status, headers=_FORM_HEADERS)
+
+
 def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """A web template, or RenderError naming its file and line."""
     try:
         return env.get_template(name)
     except jinja2.TemplateError as exc:
@@ -671,9 +873,15 @@ class SafetyHeaders:
 
 
 def create_app(
-    config: Config, store: Store | None = None, clock: Clock = system_clock
+    config: Config, store: Store | None = None, clock: Clock = system_clock,
+    transport: Transport | None = None,
 ) -> Starlette:
-    """The ASGI app for one working folder; opens (and closes) its own store if given none."""
+    """The ASGI app for one working folder; opens (and closes) its own store if given none.
+
+    `transport` sends signup confirmations (default: the one [email]
+    transport names, made for each confirmation). The Signup handler is
+    `app.state.signup`.
+    """
     owned = store is None
     db = store if store is not None else Store(config.database_url)
     try:
@@ -681,6 +889,7 @@ def create_app(
         unsubscribe = Unsubscribe(config, db, key, clock)
         approve = Approve(config, db, key, clock, environment(
             [config.templates_dir / "web", builtin_templates() / "web"]))
+        signup = Signup(config, db, key, clock, transport) if config.signup.enabled else None
     except BaseException:
         if owned:
             db.close()
@@ -694,20 +903,29 @@ def create_app(
             if owned:
                 db.close()
 
-    return Starlette(
-        routes=[
-            # The body limit sits on the one route that reads a body; the file
-            # server refuses a declared body itself and never reads one, which
-            # keeps the limit's per-request cost off the feed readers' hot path.
-            Route("/unsubscribe/{token}", unsubscribe.endpoint, methods=["GET", "POST"],
+    # The body limit sits on the routes that read a body; the file server
+    # refuses a declared body itself and never reads one, which keeps the
+    # limit's per-request cost off the feed readers' hot path.
+    routes = [
+        Route("/unsubscribe/{token}", unsubscribe.endpoint, methods=["GET", "POST"],
+              max_body_size=MAX_BODY),
+        Route("/approve/{number:int}/{token}", approve.endpoint, methods=["GET", "POST"],
+              max_body_size=MAX_BODY),
+    ]
+    if signup is not None:
+        routes += [
+            Route("/" + urls.SIGNUP_PATH, signup.subscribe, methods=["GET", "POST"],
                   max_body_size=MAX_BODY),
-            Route("/approve/{number:int}/{token}", approve.endpoint, methods=["GET", "POST"],
+            Route("/confirm/{token}", signup.confirm, methods=["GET", "POST"],
                   max_body_size=MAX_BODY),
-            Route("/{path:path}", PublicFiles(config.public_dir)),
-        ],
+        ]
+    app = Starlette(
+        routes=[*routes, Route("/{path:path}", PublicFiles(config.public_dir))],
         lifespan=lifespan,
         middleware=[Middleware(SafetyHeaders)],
     )
+    app.state.signup = signup
+    return app
 
 
 def guarded_protocol(request_timeout: float, max_connections: int) -> type[Any]:

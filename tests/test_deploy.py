@@ -74,7 +74,9 @@ def test_the_web_unit_runs_serve() -> None:
     """Every digest's one-click unsubscribe depends on it (the issue's interface)."""
     argv = shlex.split(unit("gongbao-feed-web.service")["Service"]["ExecStart"])
     assert Path(argv[0]).name == "gongbao-feed" and argv[1] == "serve"
-    assert unit("gongbao-feed-web.service")["Service"]["ReadWritePaths"] == f"{FOLDER}/state"
+    # state/ for unsubscribes and signups; outbox/ for signup confirmations (outbox transport).
+    assert unit("gongbao-feed-web.service")["Service"]["ReadWritePaths"].split() == [
+        f"{FOLDER}/state", f"{FOLDER}/outbox"]
 
 
 def install_section() -> str:
