@@ -76,7 +76,7 @@ from .review import (
     describe,
 )
 from .sections import SLUG_KIND, assign_slugs, section_names
-from .signing import Signer, load_signer
+from .signing import Signer, signer_for
 from .skeleton import builtin_templates
 from .store import Store
 from .tokens import BadToken, load_secret, read_verp_token, verify, verp_tag
@@ -669,10 +669,7 @@ class Newsroom:
 
     def signer(self) -> Signer | None:
         """The [dkim] signer for a send (the key read and checked again), or None when off."""
-        path = self.config.dkim_key_path
-        if path is None:
-            return None
-        return load_signer(self.config.dkim.domain, self.config.dkim.selector, path)
+        return signer_for(self.config)
 
     def send(
         self,

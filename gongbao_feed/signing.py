@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy
 
-from .config import check_key_file
+from .config import Config, check_key_file
 from .errors import ConfigError
 from .i18n import _
 
@@ -251,3 +251,15 @@ def load_signer(domain: str, selector: str, path: Path) -> Signer:
                 path=path, reason=exc.strerror or exc),
         ) from None
     return Signer(domain, selector, load_key(pem, str(path)))
+
+
+def signer_for(config: Config) -> Signer | None:
+    """The signer `[dkim]` describes (the key read and checked again), or None when off.
+
+    Every path that mails (a send, a proof, a signup confirmation) takes its
+    signer here, so no message leaves unsigned once [dkim] is set.
+    """
+    path = config.dkim_key_path
+    if path is None:
+        return None
+    return load_signer(config.dkim.domain, config.dkim.selector, path)

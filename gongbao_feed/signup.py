@@ -40,6 +40,7 @@ from .digest import AUTO_HEADERS, email_environment, inline_css
 from .errors import DeliveryError, RenderError
 from .i18n import _
 from .mail import Message
+from .signing import Signer
 from .skeleton import builtin_templates
 
 HTML_TEMPLATE = "confirm.html.j2"
@@ -57,9 +58,10 @@ class ConfirmationMailer:
     so `serve` stops at start rather than at a reader's signup.
     """
 
-    def __init__(self, config: Config, key: bytes) -> None:
+    def __init__(self, config: Config, key: bytes, signer: Signer | None = None) -> None:
         self.config = config
         self.key = key
+        self.signer = signer  # [dkim]: a confirmation is signed like every digest
         env = email_environment([config.templates_dir / "email", builtin_templates() / "email"])
         try:
             self.html = env.get_template(HTML_TEMPLATE)
@@ -127,6 +129,8 @@ class ConfirmationMailer:
         ]
         head += [f"{k}: {v}\r\n".encode("ascii") for k, v in fixed]
         data = b"".join(head) + _body(text_doc, html_doc, mid)
+        if self.signer is not None:
+            data = self.signer.sign(data, int(now.timestamp()))
         return Message(
             issue=0,
             email=email,

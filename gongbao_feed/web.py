@@ -76,6 +76,7 @@ from .i18n import _
 from .members import clean_name, normalise_email
 from .models import DeliveryState
 from .publish import Clock, system_clock
+from .signing import signer_for
 from .signup import ConfirmationMailer, RateLimiter, client_address
 from .skeleton import builtin_templates
 from .store import Store
@@ -675,7 +676,7 @@ class Signup:
         self.key = key
         self.clock = clock
         self.transport = transport
-        self.mailer = ConfirmationMailer(config, key)
+        self.mailer = ConfirmationMailer(config, key, signer_for(config))
         cfg = config.signup
         self.limiter = RateLimiter(cfg.rate_limit, cfg.rate_window_minutes * 60)
         env = environment([config.templates_dir / "web", builtin_templates() / "web"])
