@@ -270,9 +270,9 @@ def drop_article_from_digest(workdir: Path, n: int) -> None:
     template = workdir / "templates" / "email" / "digest.html.j2"
     text = template.read_text("utf-8")
     assert "{% for a in articles %}" in text
-    template.write_text(
-        text.replace("{% for a in articles %}", f"{{% for a in articles if a.n != {n} %}}"),
-        "utf-8")
+    for loop in ("articles", "section.articles"):  # the contents, grouped by section or not
+        text = text.replace(f"{{% for a in {loop} %}}", f"{{% for a in {loop} if a.n != {n} %}}")
+    template.write_text(text, "utf-8")
 
 
 def test_the_gate_stops_a_digest_that_lost_an_article_and_names_it(workdir: Path) -> None:

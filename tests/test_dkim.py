@@ -150,7 +150,9 @@ def test_every_outbox_copy_verifies_against_the_published_record(
         copies = sorted(issue_folder(room.config.outbox_dir, 1).glob("*.eml"))
     assert len(copies) == 3
     for path in copies:
-        raw = path.read_bytes()
+        return_path, raw = path.read_bytes().split(b"\r\n", 1)  # the outbox's envelope line
+        assert re.fullmatch(rb"Return-Path: <bounce\+[a-z2-7]{24}@news\.example\.org>",
+                            return_path)
         assert raw.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
         assert dkim.verify(raw, dnsfunc=dns_returning(record)), path.name
         tags = signature_tags(raw)
@@ -349,3 +351,22 @@ def test_spamassassin_scores_a_signed_digest_at_most_one(signed: tuple[Path, str
     assert status is not None, out[:2000]
     fields = " ".join(status[1].split())
     assert float(re.search(r"score=(-?[\d.]+)", fields)[1]) <= 1.0, fields  # type: ignore[index]
+
+
+def test_a_signup_confirmation_is_signed_too(signed: tuple[Path, str]) -> None:
+    """Readers' confirmations leave the same domain as the digests: signed, verifiable."""
+    from datetime import UTC, datetime
+
+    from gongbao_feed.signup import ConfirmationMailer
+    from gongbao_feed.tokens import load_secret
+
+    folder, record = signed
+    config = load_config(folder / "config.toml")
+    mailer = ConfirmationMailer(config, load_secret(config.state_dir), signing.signer_for(config))
+    when = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    message = mailer.message("zhao.lei@example.org", "赵磊", when)
+    assert dkim.verify(message.data, dnsfunc=dns_returning(record))
+    tags = signature_tags(message.data)
+    assert tags["d"] == DOMAIN and tags["s"] == SELECTOR
+    altered = message.data.replace(b"Subject:", b"Subject: x", 1)
+    assert not dkim.verify(altered, dnsfunc=dns_returning(record))

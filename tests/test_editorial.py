@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from gongbao_feed.web import create_app
 
 from .conftest import FixedClock
 from .helpers_cli import run
-from .helpers_issues import SCHEMAS, START, copy_page, make_room
+from .helpers_feeds import assert_atom_valid
+from .helpers_issues import START, copy_page, make_room
 from .helpers_web import running
 
 GOLDEN = Path(__file__).resolve().parent / "fixtures" / "editorial"
@@ -35,21 +34,6 @@ WHEN = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)  # 10:00 on 4 March in Shanghai
 
 #: The public files a withdrawal changes and a restore must give back byte for byte.
 PUBLIC = ("feed.xml", "atom.xml", "feed.json", "issues.xml", "index.html", "issues/0001.html")
-
-
-def _jing() -> str:
-    found = shutil.which("jing")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("jing is not installed; CI installs it (apt-get install jing)")
-        pytest.skip("jing (Debian package `jing`) is not installed")
-    return found
-
-
-def jing(path: Path) -> None:
-    result = subprocess.run([_jing(), "-c", str(SCHEMAS / "atom.rnc"), str(path)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def parsed(room: Newsroom, name: str) -> feedparser.FeedParserDict:
@@ -114,7 +98,7 @@ def test_withdraw_after_publication_retracts_everywhere_and_restore_gives_it_bac
     atom = parsed(room, "atom.xml")
     assert feed_id not in [e.id for e in atom.entries]
     assert len(atom.entries) == 2
-    jing(room.config.public_dir / "atom.xml")
+    assert_atom_valid(room.config.public_dir / "atom.xml")
     root = etree.fromstring((room.config.public_dir / "atom.xml").read_bytes())
     stones = root.findall(f"{{{TOMBSTONES}}}deleted-entry")
     assert [(s.get("ref"), s.get("when")) for s in stones] == [
@@ -306,7 +290,7 @@ def test_a_corrected_page_says_so_in_the_archive_and_the_feed_and_mails_nobody(
     assert note in next(e for e in rss.entries if e.id == feed_id).content[0].value
     item = next(i for i in json.loads(html(room, "feed.json"))["items"] if i["id"] == feed_id)
     assert note in item["content_html"]
-    jing(room.config.public_dir / "atom.xml")
+    assert_atom_valid(room.config.public_dir / "atom.xml")
 
     # Nobody is mailed again: the outbox and the ledger are as they were.
     assert outbox_state(room) == outbox
