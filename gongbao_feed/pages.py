@@ -456,7 +456,15 @@ def _classify(unit: Unit) -> Kind:
 
 
 def _indented_layout(units: list[Unit]) -> bool:
-    """Does this page mark paragraphs by full-width indentation (headlines flush left)?"""
+    """Does this page mark paragraphs by full-width indentation (headlines flush left)?
+
+    Only where the indentation tells something: a page exported with every
+    line indented, headlines too (layout systems do this), says nothing by
+    it, and is read as a page with no layout marks at all.
+    """
+    heads = [u for u in units if u.kind is Kind.HEADLINE]
+    if heads and all(u.indented for u in heads):
+        return False
     text = [u for u in units if u.kind in (Kind.TEXT, Kind.LEAD) or u.indented]
     # Continuations after a column break are flush left too, so the share is low.
     return bool(text) and 5 * sum(u.indented for u in text) >= len(text)

@@ -19,6 +19,7 @@ import pytest
 from gongbao_feed.models import Article, Byline
 from gongbao_feed.pages import (
     DecodeError,
+    _units,
     decode_page,
     ends_sentence,
     headline_parts,
@@ -131,6 +132,37 @@ def test_fixture_in_other_encodings(name: str, encoding: str) -> None:
     else:
         data = text.encode(encoding)
     assert_articles(_read(data), _expected(name)["articles"], f"{name} as {encoding}")
+
+
+_INDENT = ("\u3000", "\t", "  ")
+
+
+def _indented_fixtures() -> list[str]:
+    """The fixture pages that mark paragraphs by indentation (headlines flush left)."""
+    out = []
+    for name in _utf8_fixtures():
+        lines = [x for x in _page_file(name).read_text("utf-8").split("\n") if x.strip()]
+        if 2 * sum(x.startswith(_INDENT) for x in lines) >= len(lines):
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", _indented_fixtures())
+def test_an_indented_page_reads_the_same_with_its_headlines_indented_too(name: str) -> None:
+    """Layout systems export pages with every line indented, headlines too: the
+    indentation then tells nothing, and the page still reads the same (every
+    headline kept, no lead taken for a title)."""
+    lines = _page_file(name).read_text("utf-8").split("\n")
+    # Indent each flush line that starts a block of its own (a headline, a byline,
+    # a credit); a flush line that carries on a broken paragraph stays as it is.
+    starts = {u.line for u in _units("\n".join(lines))}
+    moved = [
+        "\u3000\u3000" + x if x.strip() and n in starts and not x.startswith(_INDENT) else x
+        for n, x in enumerate(lines, start=1)
+    ]
+    assert moved != lines, f"{name}: nothing was flush left"
+    got = parse_page("\n".join(moved), DAY, source="fixture").articles
+    assert_articles(got, _expected(name)["articles"], f"{name} with indented headlines")
 
 
 def test_byte_fixtures_really_are_bytes() -> None:
@@ -594,3 +626,17 @@ def test_page_headers_are_skipped_and_do_not_split_a_paragraph() -> None:
     assert article.section == "要闻"
     # The headers that name the section are read, not skipped: only the date line is.
     assert page.warnings == ["line 3: skipped page header '2026年11月20日 星期五'"]
+
+
+def test_the_demos_own_page_keeps_every_headline() -> None:
+    """inbox/2026-11-21-02.txt (GB18030, every line indented, headlines too), as
+    `make demo` publishes it: three articles under their own headlines."""
+    data = (ROOT / "inbox" / "2026-11-21-02.txt").read_bytes()
+    got = parse_page(decode_page(data), date(2026, 11, 21), source="demo").articles
+    assert [a.title for a in got] == [
+        "“金牌工人”的三十年",
+        "市职工服务中心上线“一键办”平台",
+        "东港区为货车司机发放“司机之家”服务卡",
+    ]
+    assert [a.dateline for a in got] == [None, "本报讯", "本报讯"]
+    assert got[0].paragraphs[-1].startswith("谈到今后的打算")  # no headline folded into the text
