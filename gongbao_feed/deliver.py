@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .config import Config
@@ -125,7 +125,7 @@ def send_claimed(
         progress()
 
     def messages(members: list[Member]) -> Iterator[Message]:
-        with contextlib.closing(_one_ahead(members, is_active, make_message)) as ahead:
+        with contextlib.closing(made_ahead(members, is_active, make_message)) as ahead:
             yield from _settle_unmade(ahead)
 
     def _settle_unmade(ahead: Iterator[tuple[Member, _Made]]) -> Iterator[Message]:
@@ -153,8 +153,8 @@ def send_claimed(
 _Made = Message | DeliveryError | None
 
 
-def _one_ahead(
-    members: list[Member],
+def made_ahead(
+    members: Iterable[Member],
     is_active: Callable[[str], bool],
     make_message: Callable[[Member], Message],
 ) -> Iterator[tuple[Member, _Made]]:
