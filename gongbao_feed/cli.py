@@ -667,6 +667,12 @@ def _stop_on_signals() -> Iterator[_Stopping]:
 @friendly
 def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> None:
     with open_newsroom(config_path) as room:
+        sent = room.sent_to_all(number)
+        required = room.config.issue.approval == "required"
+        if room.store.approval(number) is None and (sent or not required):
+            # Nothing waits for this issue: recording an approval would only mislead.
+            _nothing_to_approve(number, sent, required, as_json)
+            return
         approval, changed = room.approve(number, by=by)
         every = room.config.schedule.ingest_every_minutes
         tz = room.config.tz
@@ -674,7 +680,8 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     if as_json:
         emit({"issue": number, "approved": True, "changed": changed,
               "approved_by": approval.approved_by, "approved_via": approval.approved_via,
-              "approved_at": when.isoformat(timespec="seconds") if when else None})
+              "approved_at": when.isoformat(timespec="seconds") if when else None,
+              "sent": sent})
         return
     shown = when.isoformat(timespec="minutes") if when else "-"
     if changed:
@@ -683,9 +690,30 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     else:
         click.echo(_("issue {n}: already approved by {who} at {when}; nothing changed").format(
             n=number, who=approval.approved_by, when=shown))
-    if approval.sent_at is None:
+    if sent:
+        note(_("issue {n} has already gone to every member: nothing more to send").format(
+            n=number))
+    elif approval.sent_at is None:
         note(_("the service sends it to the members within {n} min (its next ingest)").format(
             n=every), hint=_("or send it now: `gongbao-feed send --issue {n}`").format(n=number))
+
+
+def _nothing_to_approve(number: int, sent: bool, required: bool, as_json: bool) -> None:
+    """`approve N` for an issue nothing waits for: already mailed to every member, or
+    made with issue.approval = "none". Exits 0 (the issue is where the operator wants
+    it) and records nothing."""
+    if as_json:
+        emit({"issue": number, "approved": False, "changed": False, "sent": sent,
+              "required": required})
+        return
+    if sent:
+        note(_("issue {n} has already gone to every member: nothing to approve or send")
+             .format(n=number))
+    else:
+        note(_("approval is not required in this working folder (issue.approval = \"none\"): "
+               "issue {n} goes to the members without it; nothing recorded").format(n=number),
+             hint=_("to have an editor approve each issue first, set issue.approval = "
+                    "\"required\" and issue.editors in config.toml"))
 
 
 @main.command(help=N_(
@@ -877,17 +905,27 @@ def _dns_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @option("--domain", required=True, callback=_dns_name,
         help=N_("The signing domain: the From address's domain or its parent."))
 @option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-        help=N_("The key file to write (default: dkim-SELECTOR.key here)."))
+        help=N_("The key file to write (default: dkim-SELECTOR.key in the config's folder, "
+                "or here when there is no config)."))
 @option("--force", is_flag=True, help=N_("Replace the key file if it exists."))
+@config_option
 @friendly
-def dkim_keygen(selector: str, domain: str, out: Path | None, force: bool) -> None:
+def dkim_keygen(selector: str, domain: str, out: Path | None, force: bool,
+                config_path: Path) -> None:
     from .signing import dns_record, generate_key, private_pem, write_key
 
-    path = out or Path(f"dkim-{selector}.key")
+    # The config reads private_key_file against its own folder: with a config, write
+    # the key there and print the line as the config will read it.
+    root = config_path.resolve().parent if config_path.is_file() else None
+    path = out or (root or Path()) / f"dkim-{selector}.key"
     key = generate_key()
     write_key(path, private_pem(key), force=force)
+    shown = str(path)
+    if root is not None:
+        full = path.resolve()
+        shown = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
     click.echo(dns_record(selector, domain, key))
     click.echo(_("wrote {path} (mode 0600); publish the record above in DNS, then add to the "
                  "config:").format(path=path), err=True)
     click.echo(f'  [dkim]\n  domain = "{domain}"\n  selector = "{selector}"\n'
-               f'  private_key_file = "{path}"', err=True)
+               f'  private_key_file = "{shown}"', err=True)

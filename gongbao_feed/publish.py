@@ -761,6 +761,11 @@ class Newsroom:
         self.issue(number)
         return self.store.approve(number, self.now(), operator(by), via)
 
+    def sent_to_all(self, number: int) -> bool:
+        """Whether issue `number` has gone to every member it was for (ledger.sent_to_all):
+        approving it then sends nothing. Raises DeliveryError for an unknown issue."""
+        return ledger.sent_to_all(self.store, self.issue(number))
+
     def awaiting_approval(self) -> list[Approval]:
         """The issues waiting for an editor, oldest first."""
         return self.store.approvals(awaiting=True)

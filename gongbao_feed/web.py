@@ -66,7 +66,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import tokens, urls
+from . import ledger, tokens, urls
 from .archive import ARCHIVE_CSP, RETRACTED_MARKER, environment
 from .config import Config
 from .deliver import make_transport
@@ -632,6 +632,7 @@ class Approve:
             editor=mask_address(claims.editor),
             approved_by=mask_address(by) if by and "@" in by else by,
             approved_at=approved_at, every=self.config.schedule.ingest_every_minutes,
+            sent=ledger.sent_to_all(self.store, issue),
         )
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
