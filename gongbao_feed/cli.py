@@ -19,6 +19,7 @@ import copy
 import functools
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -38,7 +39,7 @@ from .i18n import N_, _, english, ngettext, use_for_click
 from .ingest import page_shape_hint, publication_date, read_file
 from .members import ImportReport
 from .migrations import upgrade_hint
-from .models import MemberStatus
+from .models import Member, MemberStatus
 from .publish import Newsroom
 from .skeleton import init_folder
 from .store import Store, schema_state
@@ -55,8 +56,41 @@ class _Option(click.Option):
         return click.Option.get_help_record(shown, ctx)
 
 
+class _Path(click.Path):
+    """click.Path whose word for itself ("File 'x' does not exist.") is translated when
+    shown: click looks it up once, when the command is declared, before the CLI has
+    bound click to our catalog."""
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return _(self._word)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._word = value
+
+
+class _MissingParameter(click.MissingParameter):
+    """click's "Missing option '--reason'." with the sentence's end in the operator's
+    language: click puts an ASCII full stop after its (translated) words itself."""
+
+    def format_message(self) -> str:
+        text = super().format_message()
+        if text.endswith("."):
+            return _("{sentence}.").format(sentence=text[:-1])
+        return text
+
+
 class _Command(click.Command):
     """A command whose help (marked with N_) is translated when it is shown."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.MissingParameter as exc:
+            raise _MissingParameter(exc.message, exc.ctx, exc.param, exc.param_hint,
+                                    exc.param_type) from None
 
     def _shown(self) -> click.Command:
         shown = copy.copy(self)
@@ -124,6 +158,46 @@ _STATUS = {
 }
 
 
+#: The byline's roles as `parse` shows them (`--json` keeps the keys).
+_ROLES = {
+    "reporters": N_("reporters"),
+    "correspondents": N_("correspondents"),
+    "interns": N_("interns"),
+    "photographers": N_("photographers"),
+}
+
+
+def name_list(names: list[str]) -> str:
+    """`a,b,c` (`a、b、c` in Chinese): the names of one role."""
+    shown = names[0] if names else ""
+    for name in names[1:]:
+        shown = _("{names},{name}").format(names=shown, name=name)
+    return shown
+
+
+#: How a member unsubscribed (Member.reason): the stored word is the English one.
+_VIA = {
+    "one-click": N_("one-click"),
+    "mailto": N_("mailto"),
+    "complaint": N_("complaint"),
+    "removed": N_("removed"),
+}
+
+
+def reason_label(member: Member) -> str:
+    """Why `member` left the active list, as the operator reads it: how they
+    unsubscribed, or the bounce's text (the remote server's own words) with our frame
+    around a run of soft bounces. `--json` keeps the stored value."""
+    reason = member.reason or ""
+    if member.status is MemberStatus.UNSUBSCRIBED and reason in _VIA:
+        return _(_VIA[reason])
+    soft = re.fullmatch(r"(?s)(\d+) soft bounces in a row; the last: (.*)", reason)
+    if soft:
+        return _("{n} soft bounces in a row; the last: {detail}").format(
+            n=soft[1], detail=soft[2])
+    return reason
+
+
 def status_label(status: MemberStatus) -> str:
     """A member's status as the operator reads it (`--json` keeps the English value)."""
     return _(_STATUS.get(status, str(status)))
@@ -132,7 +206,7 @@ def status_label(status: MemberStatus) -> str:
 config_option = option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_Path(dir_okay=False, path_type=Path),
     default=DEFAULT_CONFIG_NAME,
     show_default=True,
     help=N_("The working folder's config file; its folder is where relative paths start."),
@@ -234,7 +308,7 @@ def main() -> None:
 
 
 @main.command(help=N_("Make a self-contained working folder: config, inbox, templates, state."))
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
 @friendly
 def init(directory: Path) -> None:
     made = init_folder(directory)
@@ -248,7 +322,7 @@ def init(directory: Path) -> None:
 @main.command(
     help=N_("Read one page (or Markdown article) and show the articles found; stores nothing.")
 )
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @date_option
 @json_option
 @config_option
@@ -270,7 +344,8 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
         return
     for a in page.articles:
         heads = " / ".join(x for x in (a.kicker, a.title, a.subtitle) if x)
-        names = " ".join(f"{k}={','.join(v)}" for k, v in a.byline.to_dict().items() if v)
+        names = " ".join(_("{role}={names}").format(role=_(_ROLES[k]), names=name_list(v))
+                         for k, v in a.byline.to_dict().items() if v)
         click.echo(f"[{a.id}] {heads}")
         no_byline = _("no byline")
         counts = _("{paragraphs}, {captions}").format(
@@ -285,7 +360,7 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
 @main.command(
     help=N_("Add new and changed articles from PATHS (default: every file in the inbox).")
 )
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=_Path(path_type=Path))
 @date_option
 @json_option
 @config_option
@@ -415,7 +490,8 @@ def articles_list(number: int | None, section: str | None, as_json: bool,
         return
     for a in found:
         where = str(a.issue) if a.issue is not None else "-"
-        click.echo(f"{a.id}\t{a.status}\t{where}\tr{a.revision}\t{a.section or '-'}\t{a.title}")
+        click.echo(f"{a.id}\t{a.status.label}\t{where}\tr{a.revision}\t{a.section or '-'}\t"
+                   f"{a.title}")
 
 
 @articles.command("show", help=N_(
@@ -489,7 +565,7 @@ def members() -> None:
     "Add or update members from a sheet: CSV (UTF-8 or GB18030) or an Excel workbook "
     "(.xlsx), with an address column (email, 邮箱, 电子邮箱 …) and usually a name "
     "column (name, 姓名 …)."))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @option("--resubscribe", is_flag=True,
         help=N_("Mail members in the file again even if they had unsubscribed."))
 @json_option
@@ -566,7 +642,7 @@ def members_list(as_json: bool, config_path: Path) -> None:
     for m in everyone:
         row = f"{m.email}\t{m.name}\t{status_label(m.status)}"
         if m.since is not None:  # when and why they left the active list
-            row += f"\t{m.since.astimezone(room.config.tz):%Y-%m-%d %H:%M}\t{m.reason or ''}"
+            row += f"\t{m.since.astimezone(room.config.tz):%Y-%m-%d %H:%M}\t{reason_label(m)}"
         click.echo(row)
 
 
@@ -722,7 +798,7 @@ def _nothing_to_approve(number: int, sent: bool, required: bool, as_json: bool) 
     "row mark them bounced), a complaint or an unsubscribe by mail unsubscribes them. "
     "Processed messages are moved aside; the rest stay and are listed."
 ))
-@option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+@option("--maildir", type=_Path(file_okay=False, path_type=Path),
         help=N_("Read this Maildir (default: [bounces] maildir, or IMAP when imap_host is "
                 "set)."))
 @json_option
@@ -904,7 +980,7 @@ def _dns_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
         help=N_("The DKIM selector, e.g. the year and month: 202611."))
 @option("--domain", required=True, callback=_dns_name,
         help=N_("The signing domain: the From address's domain or its parent."))
-@option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@option("--out", "out", type=_Path(dir_okay=False, path_type=Path),
         help=N_("The key file to write (default: dkim-SELECTOR.key in the config's folder, "
                 "or here when there is no config)."))
 @option("--force", is_flag=True, help=N_("Replace the key file if it exists."))

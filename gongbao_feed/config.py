@@ -35,7 +35,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
-from .i18n import N_, _
+from .i18n import N_, _, either
 from .models import SECTION_NAME_MAX
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -567,12 +567,34 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
         return _("{key}: expected {expected} (got {got!r})").format(
             key=key, expected=_(expected), got=got)
     if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", "?"))
+        # pydantic writes the choice in English ("'outbox' or 'smtp'"): say it again.
+        choices = re.findall(r"'[^']*'", expected)
         return _("{key}: input should be {expected} (got {got!r})").format(
-            key=key, expected=error.get("ctx", {}).get("expected", "?"), got=got)
+            key=key, expected=either(choices) if choices else expected, got=got)
     if kind in _LIMITS:
         name, text = _LIMITS[kind]
         return _(text).format(key=key, limit=error.get("ctx", {}).get(name, "?"), got=got)
-    return f"{key}: {msg}"
+    return keyed(key, msg)
+
+
+def _toml_problem(path: Path, text: str) -> str:
+    """tomllib's complaint with its place said in the operator's language: the
+    detail ("Invalid value") stays tomllib's, "(at line 3, column 5)" becomes ours."""
+    at = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", text)
+    if at:
+        return _("{path}, line {line}, column {column}: not valid TOML: {reason}").format(
+            path=path, line=at[2], column=at[3], reason=at[1])
+    end = re.fullmatch(r"(?s)(.*) \(at end of document\)", text)
+    if end:
+        return _("{path}, at its end: not valid TOML: {reason}").format(path=path, reason=end[1])
+    return _("{path}: not valid TOML: {reason}").format(path=path, reason=text)
+
+
+def keyed(key: str, message: str) -> str:
+    """`key: message`, with the operator's colon (`key：message` in Chinese), as every
+    config error names what it is about."""
+    return _("{key}: {message}").format(key=key, message=message)
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -586,9 +608,11 @@ def load_config(path: Path | str | None = None) -> Config:
         )
     try:
         data = tomllib.loads(cfg_path.read_text("utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_problem(cfg_path, str(exc))) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(_("{path}: not valid TOML: {reason}").format(
-            path=cfg_path, reason=exc)) from None
+            path=cfg_path, reason=_("not UTF-8 text (byte {n})").format(n=exc.start))) from None
     return config_from_dict(data, root=cfg_path.resolve().parent, source=str(cfg_path))
 
 
@@ -600,7 +624,7 @@ def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -
     except ValidationError as exc:
         lines = [_describe(e, data) for e in exc.errors()]
         raise ConfigError(
-            f"{source}: " + ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines),
+            keyed(source, ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines)),
             hint=_("see the configuration reference in README.md"),
         ) from None
     _check_dkim(config, source)
@@ -617,7 +641,7 @@ def _check_dkim(config: Config, source: str) -> None:
     try:
         check_key_file(key_path)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(keyed(source, exc.message), hint=exc.hint) from None
     from_domain = split_mailbox(config.email.from_address)[1].rpartition("@")[2]
     if not aligned(from_domain, config.dkim.domain):
         log.warning(_("warning: {source}: the From address's domain {from_domain} and "

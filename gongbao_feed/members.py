@@ -108,6 +108,42 @@ class ImportReport:
         }
 
 
+#: email_validator's common complaints (its English text, as a pattern; the group
+#: is what it quotes) → ours, which the catalog translates.
+_ADDRESS_PROBLEMS = (
+    (r"An email address must have an @-sign\.", N_("it has no @")),
+    (r"There must be something before the @-sign\.", N_("nothing comes before the @")),
+    (r"There must be something after the @-sign\.", N_("nothing comes after the @")),
+    (r"The part after the @-sign is not valid\. It should have a period\.",
+     N_("the domain after the @ has no dot (e.g. example.com)")),
+    (r"The part after the @-sign contains invalid characters: (.*)\.",
+     N_("the domain after the @ contains characters a domain cannot have: {chars}")),
+    (r"The email address contains invalid characters before the @-sign: (.*)\.",
+     N_("the part before the @ contains characters an address cannot have: {chars}")),
+    (r"Internationali[sz]ed characters before the @-sign are not supported: (.*?)\.?",
+     N_("the part before the @ has characters other than ASCII letters: {chars}")),
+    (r"An email address cannot have two periods in a row\.", N_("it has two dots in a row")),
+    (r"An email address cannot (?:start|end) with a period\.",
+     N_("it starts or ends with a dot")),
+    (r"An email address cannot have a hyphen immediately after the @-sign\.",
+     N_("the domain after the @ starts with a hyphen")),
+    (r"The (?:email address|part before the @-sign|part after the @-sign) is too long.*",
+     N_("it is too long")),
+)
+#: Said for the rest in a translated run; an English run keeps the library's own words.
+_ANY_ADDRESS_PROBLEM = N_("its form is not that of an email address (e.g. name@example.com)")
+
+
+def _address_problem(detail: str) -> str:
+    """email_validator's reason `detail` in the operator's language."""
+    for pattern, ours in _ADDRESS_PROBLEMS:
+        found = re.fullmatch(pattern, detail)
+        if found:
+            return _(ours).format(chars=found[1] if found.groups() else "")
+    generic = _(_ANY_ADDRESS_PROBLEM)
+    return detail if generic == _ANY_ADDRESS_PROBLEM else generic
+
+
 def normalise_email(address: str) -> str:
     """The address as stored: syntax-checked, domain lower-cased and in ASCII (IDNA).
 
@@ -122,7 +158,7 @@ def normalise_email(address: str) -> str:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise MemberError(_("{address!r} is not a valid email address: {reason}").format(
-            address=address, reason=exc)) from None
+            address=address, reason=_address_problem(str(exc)))) from None
     return checked.ascii_email or checked.normalized
 
 

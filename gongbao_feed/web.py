@@ -434,8 +434,16 @@ def _too_long(content_length: str | None) -> bool:
         return True
 
 
+#: The answer for a path the site does not have. Like every plain-text answer here,
+#: the reader's Chinese first and a line of English after it for whoever else opens it.
+NOT_FOUND = (
+    "404：本站没有这个页面。请从首页重新打开。\n\n"
+    "404 Not Found: there is no such page here.\n"
+)
+
+
 def _not_found() -> Response:
-    return PlainTextResponse("404 未找到 Not Found", 404)
+    return PlainTextResponse(NOT_FOUND, 404)
 
 
 # -- unsubscribe ----------------------------------------------------------------

@@ -145,3 +145,139 @@ def test_keygen_writes_into_the_configs_folder_and_prints_the_line_it_reads(
     code, _out, err = keygen(elsewhere, "--selector", "202612")  # no config here: as before
     assert code == 0, err
     assert (elsewhere / "dkim-202612.key").is_file() and key_line(err) == "dkim-202612.key"
+
+
+# -- 3. no English left in a Chinese run -------------------------------------------------
+
+
+def test_status_names_the_jobs_in_the_operators_language(workdir: Path, lang: str) -> None:  # noqa: F811
+    code, out, _err = run(workdir, "status")
+    assert code == 0
+    lines = str(out).splitlines()
+    assert lines[1].startswith({"en": "publish: cron 30 7 * * * (Asia/Shanghai); next ",
+                                "zh": "出版：cron 30 7 * * *（Asia/Shanghai）；下次 "}[lang])
+    assert lines[2].startswith({"en": "ingest: every 15 min; next ",
+                                "zh": "收稿：每 15 分钟；下次 "}[lang])
+    code, out, _err = run(workdir, "status", "--json")
+    assert isinstance(out, dict) and [j["id"] for j in out["jobs"]][:2] == ["publish", "ingest"]
+
+
+def test_parse_names_the_byline_roles_in_the_operators_language(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    code, out, _err = run(workdir, "parse", str(workdir / "inbox" / "2026-11-20-01.txt"))
+    assert code == 0
+    lines = str(out).splitlines()
+    assert lines[3] == {
+        "en": "    本报讯 | reporters=韩子墨,何清 interns=宋雨桐 photographers=吴海峰 "
+              "| 3 paragraphs, 1 caption",
+        "zh": "    本报讯 | 记者：韩子墨、何清 实习生：宋雨桐 摄影：吴海峰 "
+              "| 正文 3 段，图片说明 1 条",
+    }[lang]
+    code, out, _err = run(workdir, "parse", str(workdir / "inbox" / "2026-11-20-01.txt"),
+                          "--json")
+    assert isinstance(out, dict)
+    assert out["articles"][1]["byline"]["reporters"] == ["韩子墨", "何清"]  # --json keeps keys
+
+
+def test_article_and_member_states_are_shown_in_the_operators_language(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    assert run(workdir, "ingest")[0] == 0
+    _code, out, _err = run(workdir, "articles", "list")
+    first = str(out).splitlines()[0].split("\t")
+    assert first[1] == {"en": "new", "zh": "新稿"}[lang]
+    _code, out, _err = run(workdir, "articles", "show", first[0])
+    assert {"en": "status:    new", "zh": "状态：    新稿"}[lang] in str(out).splitlines()
+    _code, out, _err = run(workdir, "articles", "list", "--json")
+    assert isinstance(out, list) and out[0]["status"] == "new"
+
+    run(workdir, "members", "add", "wang@example.com", "--name", "王")
+    run(workdir, "members", "remove", "wang@example.com")
+    _code, out, _err = run(workdir, "members", "list")
+    row = str(out).rstrip("\n").split("\t")
+    assert (row[2], row[4]) == {"en": ("unsubscribed", "removed"),
+                                "zh": ("已退订", "由编辑部移除")}[lang]
+    _code, out, _err = run(workdir, "members", "list", "--json")
+    assert isinstance(out, list) and out[0]["reason"] == "removed"
+
+
+@pytest.mark.parametrize(("address", "en", "zh"), [
+    ("bad-email", "it has no @", "缺少 @"),
+    ("wang@localhost", "the domain after the @ has no dot (e.g. example.com)",
+     "@ 后面的域名没有点（应如 example.com）"),
+    ("wang@", "nothing comes after the @", "@ 后面没有内容"),
+    ("wang li@example.com",
+     "the part before the @ contains characters an address cannot have: SPACE",
+     "@ 前面的部分含有地址中不能有的字符：SPACE"),
+])
+def test_a_bad_address_is_explained_in_the_operators_language(
+    workdir: Path, lang: str, address: str, en: str, zh: str  # noqa: F811
+) -> None:
+    code, _out, err = run(workdir, "members", "add", address)
+    assert code == 1
+    assert err == {
+        "en": f"error: {address!r} is not a valid email address: {en}\n",
+        "zh": f"错误：{address!r} 不是有效的电子邮件地址：{zh}\n",
+    }[lang]
+
+
+def test_a_file_that_cannot_be_read_says_why_in_the_operators_language(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    missing = workdir / "nope.txt"
+    code, _out, err = run(workdir, "ingest", str(missing))
+    assert code == 1
+    assert {"en": f"{missing}: cannot read: no such file or folder",
+            "zh": f"{missing}: 无法读取：文件或目录不存在"}[lang] in err
+    inbox = workdir / "inbox"
+    code, _out, err = run(workdir, "members", "import", str(inbox))  # click's own check
+    assert code == 2
+    assert err.endswith({"en": f"Error: Invalid value for 'FILE': File '{inbox}' is a directory.\n",
+                         "zh": f"错误：'FILE' 的值无效：文件 '{inbox}' 是目录。\n"}[lang])
+
+
+def test_config_errors_are_framed_alike_in_the_operators_language(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    config = workdir / "config.toml"
+    text = config.read_text("utf-8")
+    text = text.replace('transport = "outbox"', 'transport = "mailer"')
+    text = text.replace('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"')
+    config.write_text(text, "utf-8")
+    code, _out, err = run(workdir, "status")
+    assert code == 1
+    assert {
+        "en": "  paper.timezone: unknown time zone 'Mars/Olympus'; expected an IANA name such "
+              "as Asia/Shanghai\n"
+              "  email.transport: input should be 'outbox' or 'smtp' (got 'mailer')\n",
+        "zh": "  paper.timezone：未知的时区 'Mars/Olympus'；应为 IANA 时区名，如 Asia/Shanghai\n"
+              "  email.transport：应为 'outbox' 或 'smtp'（实为 'mailer'）\n",
+    }[lang] in err
+
+    config.write_text(text.replace('transport = "mailer"', 'transport = \n'), "utf-8")
+    code, _out, err = run(workdir, "status")
+    line = text[:text.index('transport = "mailer"')].count("\n") + 1
+    assert err.startswith({
+        "en": f"error: {config}, line {line}, column 13: not valid TOML: Invalid value\n",
+        "zh": f"错误：{config}：第 {line} 行第 13 列不是有效的 TOML：Invalid value\n",
+    }[lang])
+
+
+def test_clicks_missing_option_ends_with_the_operators_full_stop(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    code, _out, err = run(workdir, "articles", "withdraw", "2026-11-20-cfe1df6a")
+    assert code == 2
+    assert err.endswith({"en": "Error: Missing option '--reason'.\n",
+                         "zh": "错误：缺少选项 '--reason'。\n"}[lang])
+
+
+def test_the_404_page_is_chinese_first_like_every_plain_answer(workdir: Path) -> None:
+    config = load_config(workdir / "config.toml")
+    with Newsroom(config) as room, running(create_app(config, room.store)) as base, \
+            httpx.Client(base_url=base) as client:
+        answer = client.get("/no-such-page.html")
+    assert answer.status_code == 404
+    assert answer.text == ("404：本站没有这个页面。请从首页重新打开。\n\n"
+                           "404 Not Found: there is no such page here.\n")
