@@ -639,6 +639,10 @@ def members_list(as_json: bool, config_path: Path) -> None:
     if as_json:
         emit([m.to_json() for m in everyone])
         return
+    if not everyone:  # stdout stays empty: a script counting lines counts none
+        note(_("no members yet"),
+             hint=_("add members with `gongbao-feed members import FILE.csv` (a sheet with the "
+                    "columns email and name) or `gongbao-feed members add EMAIL --name NAME`"))
     for m in everyone:
         row = f"{m.email}\t{m.name}\t{status_label(m.status)}"
         if m.since is not None:  # when and why they left the active list

@@ -281,3 +281,67 @@ def test_the_404_page_is_chinese_first_like_every_plain_answer(workdir: Path) ->
     assert answer.status_code == 404
     assert answer.text == ("404：本站没有这个页面。请从首页重新打开。\n\n"
                            "404 Not Found: there is no such page here.\n")
+
+
+# -- 4. member sheets with another separator; an empty list ------------------------------
+
+RUN_TOGETHER = {
+    "en": "error: {sheet}: line 1: the header '姓名，邮箱' is column names separated by "
+          "full-width commas (，); the columns must be separated by commas (,)\n"
+          "  hint: replace them with ASCII commas (,) throughout the file, e.g. `邮箱,姓名`, "
+          "or save the sheet from Excel or WPS as CSV UTF-8\n",
+    "zh": "错误：{sheet}: 第 1 行：表头 '姓名，邮箱' 是用中文逗号（，）隔开的列名；"
+          "各列须用英文逗号（,）分隔\n"
+          "  提示：请把全文件中的这些分隔符都换成英文逗号（,），例如 `邮箱,姓名`，"
+          "或用 Excel、WPS 把表格另存为 CSV UTF-8\n",
+}
+
+
+def test_a_header_run_together_by_a_full_width_comma_is_named(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    sheet = workdir / "members-fw.csv"
+    sheet.write_text("姓名，邮箱\n王，wang@example.com\n", "utf-8")
+    code, out, err = run(workdir, "members", "import", str(sheet))
+    assert (code, out, err) == (1, "", RUN_TOGETHER[lang].format(sheet=sheet))
+
+
+def test_a_cell_of_names_in_a_workbook_asks_for_a_cell_each(workdir: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["邮箱、姓名"])
+    book.active.append(["wang@example.com、王"])
+    sheet = workdir / "members.xlsx"
+    book.save(sheet)
+    code, _out, err = run(workdir, "members", "import", str(sheet))
+    assert code == 1
+    assert err.startswith(f"error: {sheet}: row 1: the header '邮箱、姓名' is column names "
+                          "separated by enumeration commas (、); each column name must be in "
+                          "a cell of its own\n")
+
+
+def test_a_semicolon_sheet_is_read(workdir: Path) -> None:
+    sheet = workdir / "members-sc.csv"
+    sheet.write_text("姓名;邮箱\n王;wang@example.com\n李;li@example.com\n", "utf-8")
+    code, out, err = run(workdir, "members", "import", str(sheet))
+    assert code == 0, err
+    _code, out, _err = run(workdir, "members", "list", "--json")
+    assert isinstance(out, list)
+    assert [(m["email"], m["name"]) for m in out] == [("li@example.com", "李"),
+                                                      ("wang@example.com", "王")]
+
+
+def test_an_empty_member_list_says_how_to_add_members(workdir: Path, lang: str) -> None:  # noqa: F811
+    code, out, err = run(workdir, "members", "list")
+    assert (code, out) == (0, "")
+    assert err == {
+        "en": "note: no members yet\n"
+              "  hint: add members with `gongbao-feed members import FILE.csv` (a sheet with "
+              "the columns email and name) or `gongbao-feed members add EMAIL --name NAME`\n",
+        "zh": "注意：还没有会员\n"
+              "  提示：请用 `gongbao-feed members import 文件.csv`（含 email 和 name 两列的表格）"
+              "或 `gongbao-feed members add 邮箱 --name 姓名` 添加会员\n",
+    }[lang]
+    code, out, err = run(workdir, "members", "list", "--json")
+    assert (code, out) == (0, [])
