@@ -11,6 +11,7 @@ against the config file's folder, so a working folder can live anywhere.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import os
@@ -554,9 +555,12 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
         parent: Any = Config
         for part in error["loc"][:-1]:
             parent = parent.model_fields[str(part)].annotation
-        allowed = ", ".join(
-            (f.alias or n) for n, f in parent.model_fields.items() if n != "root"
-        )
+        names = [(f.alias or n) for n, f in parent.model_fields.items() if n != "root"]
+        allowed = ", ".join(names)
+        close = difflib.get_close_matches(str(error["loc"][-1]), names, n=1)
+        if close:  # a typo ([schedul], ingest_every_minute): name the likely one first
+            return _("{key}: unknown key; did you mean {name}? (expected one of: "
+                     "{allowed})").format(key=key, name=close[0], allowed=allowed)
         return _("{key}: unknown key; expected one of: {allowed}").format(key=key, allowed=allowed)
     got = error.get("input")
     msg = error["msg"]
@@ -597,6 +601,13 @@ def keyed(key: str, message: str) -> str:
     return _("{key}: {message}").format(key=key, message=message)
 
 
+#: Where a config error sends the operator: a server with the wheel installed has no
+#: README.md (and the project has no URL), but `init` writes the commented config.
+CONFIG_HINT = N_("compare with the commented config.toml that `gongbao-feed init NEWDIR` "
+                 "writes (the usual keys, with their defaults); every key is described in "
+                 "the configuration reference of the project's README.md")
+
+
 def load_config(path: Path | str | None = None) -> Config:
     """Read and validate a config file; every problem names its key."""
     cfg_path = Path(path or DEFAULT_CONFIG_NAME)
@@ -625,7 +636,7 @@ def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -
         lines = [_describe(e, data) for e in exc.errors()]
         raise ConfigError(
             keyed(source, ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines)),
-            hint=_("see the configuration reference in README.md"),
+            hint=_(CONFIG_HINT),
         ) from None
     _check_dkim(config, source)
     return config

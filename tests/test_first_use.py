@@ -345,3 +345,43 @@ def test_an_empty_member_list_says_how_to_add_members(workdir: Path, lang: str) 
     }[lang]
     code, out, err = run(workdir, "members", "list", "--json")
     assert (code, out) == (0, [])
+
+
+# -- 5. a typo in the config -------------------------------------------------------------
+
+TYPO = {
+    "en": "  web.prot: unknown key; did you mean port? (expected one of: host, port, "
+          "request_timeout, keep_alive_timeout, max_connections)\n"
+          "  schedul: unknown key; did you mean schedule? (expected one of: paper, paths, "
+          "database, issue, feed, email, smtp, schedule, log, web, dkim, sections, bounces, "
+          "signup)\n"
+          "  hint: compare with the commented config.toml that `gongbao-feed init NEWDIR` "
+          "writes (the usual keys, with their defaults); every key is described in the "
+          "configuration reference of the project's README.md\n",
+    "zh": "  web.prot：未知的键；是否想写 port？（应为以下之一：host, port, request_timeout, "
+          "keep_alive_timeout, max_connections）\n"
+          "  schedul：未知的键；是否想写 schedule？（应为以下之一：paper, paths, database, issue, "
+          "feed, email, smtp, schedule, log, web, dkim, sections, bounces, signup）\n"
+          "  提示：可对照 `gongbao-feed init 新目录` 生成的带注释的 config.toml（常用的键及其"
+          "默认值）；所有键的说明见项目 README.md 中的配置说明\n",
+}
+
+
+def test_a_typo_in_a_section_or_key_suggests_the_name_meant(
+    workdir: Path, lang: str  # noqa: F811
+) -> None:
+    config = workdir / "config.toml"
+    text = config.read_text("utf-8").replace("[schedule]", "[schedul]").replace(
+        "port = 8080", "prot = 8080")
+    config.write_text(text, "utf-8")
+    code, _out, err = run(workdir, "status")
+    assert code == 1
+    assert err.endswith(TYPO[lang])
+
+
+def test_a_key_like_no_other_gets_no_suggestion(workdir: Path) -> None:
+    config = workdir / "config.toml"
+    config.write_text(config.read_text("utf-8").replace("max_items = 50", "zzz = 1"), "utf-8")
+    code, _out, err = run(workdir, "status")
+    assert code == 1
+    assert "feed.zzz: unknown key; expected one of: " in err and "did you mean" not in err
