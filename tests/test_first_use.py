@@ -385,3 +385,45 @@ def test_a_key_like_no_other_gets_no_suggestion(workdir: Path) -> None:
     code, _out, err = run(workdir, "status")
     assert code == 1
     assert "feed.zzz: unknown key; expected one of: " in err and "did you mean" not in err
+
+
+# -- 6. the README's first steps work as written -----------------------------------------
+
+
+def test_the_readmes_start_anywhere_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each line of README's "Start anywhere" block, with ~ a temporary home and
+    /path/to/pages the clone's example inbox (as the README says it may be)."""
+    import shlex
+    import shutil
+
+    repo = Path(__file__).resolve().parent.parent
+    readme = (repo / "README.md").read_text("utf-8")
+    block = readme.split("## Start anywhere\n", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    ran = []
+    for raw in block.splitlines():
+        line = raw.split("#", 1)[0].strip().replace("~", str(home))
+        line = line.replace("/path/to/pages", str(repo / "inbox"))
+        words = shlex.split(line)
+        if words[0] == "cd":
+            monkeypatch.chdir(words[1])
+        elif words[0] == "cp":
+            sources = sorted(Path(words[1]).parent.glob(Path(words[1]).name))
+            assert sources, line
+            for source in sources:
+                shutil.copy(source, words[2])
+        else:
+            assert words[0] == "gongbao-feed", line
+            if words[1] == "parse":  # a page where the operator has it, not one init made
+                assert not Path(words[2]).resolve().is_relative_to(home / "paper"), line
+            result = CliRunner().invoke(main, words[1:])
+            assert result.exit_code == 0, (line, result.output)
+            ran.append(words[1])
+            if words[1] == "init":
+                assert list((home / "paper" / "inbox").iterdir()) == []  # "inbox/ (empty)"
+    assert ran == ["init", "parse", "ingest"]
+    assert (home / "paper" / "inbox" / "2026-11-20-01.txt").is_file()
