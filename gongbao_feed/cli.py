@@ -19,6 +19,7 @@ import copy
 import functools
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -38,7 +39,7 @@ from .i18n import N_, _, english, ngettext, use_for_click
 from .ingest import page_shape_hint, publication_date, read_file
 from .members import ImportReport
 from .migrations import upgrade_hint
-from .models import MemberStatus
+from .models import Member, MemberStatus
 from .publish import Newsroom
 from .skeleton import init_folder
 from .store import Store, schema_state
@@ -55,8 +56,41 @@ class _Option(click.Option):
         return click.Option.get_help_record(shown, ctx)
 
 
+class _Path(click.Path):
+    """click.Path whose word for itself ("File 'x' does not exist.") is translated when
+    shown: click looks it up once, when the command is declared, before the CLI has
+    bound click to our catalog."""
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return _(self._word)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._word = value
+
+
+class _MissingParameter(click.MissingParameter):
+    """click's "Missing option '--reason'." with the sentence's end in the operator's
+    language: click puts an ASCII full stop after its (translated) words itself."""
+
+    def format_message(self) -> str:
+        text = super().format_message()
+        if text.endswith("."):
+            return _("{sentence}.").format(sentence=text[:-1])
+        return text
+
+
 class _Command(click.Command):
     """A command whose help (marked with N_) is translated when it is shown."""
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.MissingParameter as exc:
+            raise _MissingParameter(exc.message, exc.ctx, exc.param, exc.param_hint,
+                                    exc.param_type) from None
 
     def _shown(self) -> click.Command:
         shown = copy.copy(self)
@@ -124,6 +158,46 @@ _STATUS = {
 }
 
 
+#: The byline's roles as `parse` shows them (`--json` keeps the keys).
+_ROLES = {
+    "reporters": N_("reporters"),
+    "correspondents": N_("correspondents"),
+    "interns": N_("interns"),
+    "photographers": N_("photographers"),
+}
+
+
+def name_list(names: list[str]) -> str:
+    """`a,b,c` (`a、b、c` in Chinese): the names of one role."""
+    shown = names[0] if names else ""
+    for name in names[1:]:
+        shown = _("{names},{name}").format(names=shown, name=name)
+    return shown
+
+
+#: How a member unsubscribed (Member.reason): the stored word is the English one.
+_VIA = {
+    "one-click": N_("one-click"),
+    "mailto": N_("mailto"),
+    "complaint": N_("complaint"),
+    "removed": N_("removed"),
+}
+
+
+def reason_label(member: Member) -> str:
+    """Why `member` left the active list, as the operator reads it: how they
+    unsubscribed, or the bounce's text (the remote server's own words) with our frame
+    around a run of soft bounces. `--json` keeps the stored value."""
+    reason = member.reason or ""
+    if member.status is MemberStatus.UNSUBSCRIBED and reason in _VIA:
+        return _(_VIA[reason])
+    soft = re.fullmatch(r"(?s)(\d+) soft bounces in a row; the last: (.*)", reason)
+    if soft:
+        return _("{n} soft bounces in a row; the last: {detail}").format(
+            n=soft[1], detail=soft[2])
+    return reason
+
+
 def status_label(status: MemberStatus) -> str:
     """A member's status as the operator reads it (`--json` keeps the English value)."""
     return _(_STATUS.get(status, str(status)))
@@ -132,7 +206,7 @@ def status_label(status: MemberStatus) -> str:
 config_option = option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_Path(dir_okay=False, path_type=Path),
     default=DEFAULT_CONFIG_NAME,
     show_default=True,
     help=N_("The working folder's config file; its folder is where relative paths start."),
@@ -234,7 +308,7 @@ def main() -> None:
 
 
 @main.command(help=N_("Make a self-contained working folder: config, inbox, templates, state."))
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=_Path(file_okay=False, path_type=Path))
 @friendly
 def init(directory: Path) -> None:
     made = init_folder(directory)
@@ -248,7 +322,7 @@ def init(directory: Path) -> None:
 @main.command(
     help=N_("Read one page (or Markdown article) and show the articles found; stores nothing.")
 )
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @date_option
 @json_option
 @config_option
@@ -270,7 +344,8 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
         return
     for a in page.articles:
         heads = " / ".join(x for x in (a.kicker, a.title, a.subtitle) if x)
-        names = " ".join(f"{k}={','.join(v)}" for k, v in a.byline.to_dict().items() if v)
+        names = " ".join(_("{role}={names}").format(role=_(_ROLES[k]), names=name_list(v))
+                         for k, v in a.byline.to_dict().items() if v)
         click.echo(f"[{a.id}] {heads}")
         no_byline = _("no byline")
         counts = _("{paragraphs}, {captions}").format(
@@ -285,7 +360,7 @@ def parse(file: Path, on_date: date | None, as_json: bool, config_path: Path) ->
 @main.command(
     help=N_("Add new and changed articles from PATHS (default: every file in the inbox).")
 )
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=_Path(path_type=Path))
 @date_option
 @json_option
 @config_option
@@ -415,7 +490,8 @@ def articles_list(number: int | None, section: str | None, as_json: bool,
         return
     for a in found:
         where = str(a.issue) if a.issue is not None else "-"
-        click.echo(f"{a.id}\t{a.status}\t{where}\tr{a.revision}\t{a.section or '-'}\t{a.title}")
+        click.echo(f"{a.id}\t{a.status.label}\t{where}\tr{a.revision}\t{a.section or '-'}\t"
+                   f"{a.title}")
 
 
 @articles.command("show", help=N_(
@@ -489,7 +565,7 @@ def members() -> None:
     "Add or update members from a sheet: CSV (UTF-8 or GB18030) or an Excel workbook "
     "(.xlsx), with an address column (email, 邮箱, 电子邮箱 …) and usually a name "
     "column (name, 姓名 …)."))
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=_Path(exists=True, dir_okay=False, path_type=Path))
 @option("--resubscribe", is_flag=True,
         help=N_("Mail members in the file again even if they had unsubscribed."))
 @json_option
@@ -563,10 +639,14 @@ def members_list(as_json: bool, config_path: Path) -> None:
     if as_json:
         emit([m.to_json() for m in everyone])
         return
+    if not everyone:  # stdout stays empty: a script counting lines counts none
+        note(_("no members yet"),
+             hint=_("add members with `gongbao-feed members import FILE.csv` (a sheet with the "
+                    "columns email and name) or `gongbao-feed members add EMAIL --name NAME`"))
     for m in everyone:
         row = f"{m.email}\t{m.name}\t{status_label(m.status)}"
         if m.since is not None:  # when and why they left the active list
-            row += f"\t{m.since.astimezone(room.config.tz):%Y-%m-%d %H:%M}\t{m.reason or ''}"
+            row += f"\t{m.since.astimezone(room.config.tz):%Y-%m-%d %H:%M}\t{reason_label(m)}"
         click.echo(row)
 
 
@@ -667,6 +747,12 @@ def _stop_on_signals() -> Iterator[_Stopping]:
 @friendly
 def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> None:
     with open_newsroom(config_path) as room:
+        sent = room.sent_to_all(number)
+        required = room.config.issue.approval == "required"
+        if room.store.approval(number) is None and (sent or not required):
+            # Nothing waits for this issue: recording an approval would only mislead.
+            _nothing_to_approve(number, sent, required, as_json)
+            return
         approval, changed = room.approve(number, by=by)
         every = room.config.schedule.ingest_every_minutes
         tz = room.config.tz
@@ -674,7 +760,8 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     if as_json:
         emit({"issue": number, "approved": True, "changed": changed,
               "approved_by": approval.approved_by, "approved_via": approval.approved_via,
-              "approved_at": when.isoformat(timespec="seconds") if when else None})
+              "approved_at": when.isoformat(timespec="seconds") if when else None,
+              "sent": sent})
         return
     shown = when.isoformat(timespec="minutes") if when else "-"
     if changed:
@@ -683,9 +770,30 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     else:
         click.echo(_("issue {n}: already approved by {who} at {when}; nothing changed").format(
             n=number, who=approval.approved_by, when=shown))
-    if approval.sent_at is None:
+    if sent:
+        note(_("issue {n} has already gone to every member: nothing more to send").format(
+            n=number))
+    elif approval.sent_at is None:
         note(_("the service sends it to the members within {n} min (its next ingest)").format(
             n=every), hint=_("or send it now: `gongbao-feed send --issue {n}`").format(n=number))
+
+
+def _nothing_to_approve(number: int, sent: bool, required: bool, as_json: bool) -> None:
+    """`approve N` for an issue nothing waits for: already mailed to every member, or
+    made with issue.approval = "none". Exits 0 (the issue is where the operator wants
+    it) and records nothing."""
+    if as_json:
+        emit({"issue": number, "approved": False, "changed": False, "sent": sent,
+              "required": required})
+        return
+    if sent:
+        note(_("issue {n} has already gone to every member: nothing to approve or send")
+             .format(n=number))
+    else:
+        note(_("approval is not required in this working folder (issue.approval = \"none\"): "
+               "issue {n} goes to the members without it; nothing recorded").format(n=number),
+             hint=_("to have an editor approve each issue first, set issue.approval = "
+                    "\"required\" and issue.editors in config.toml"))
 
 
 @main.command(help=N_(
@@ -694,7 +802,7 @@ def approve(number: int, by: str | None, as_json: bool, config_path: Path) -> No
     "row mark them bounced), a complaint or an unsubscribe by mail unsubscribes them. "
     "Processed messages are moved aside; the rest stay and are listed."
 ))
-@option("--maildir", type=click.Path(file_okay=False, path_type=Path),
+@option("--maildir", type=_Path(file_okay=False, path_type=Path),
         help=N_("Read this Maildir (default: [bounces] maildir, or IMAP when imap_host is "
                 "set)."))
 @json_option
@@ -876,18 +984,28 @@ def _dns_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
         help=N_("The DKIM selector, e.g. the year and month: 202611."))
 @option("--domain", required=True, callback=_dns_name,
         help=N_("The signing domain: the From address's domain or its parent."))
-@option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-        help=N_("The key file to write (default: dkim-SELECTOR.key here)."))
+@option("--out", "out", type=_Path(dir_okay=False, path_type=Path),
+        help=N_("The key file to write (default: dkim-SELECTOR.key in the config's folder, "
+                "or here when there is no config)."))
 @option("--force", is_flag=True, help=N_("Replace the key file if it exists."))
+@config_option
 @friendly
-def dkim_keygen(selector: str, domain: str, out: Path | None, force: bool) -> None:
+def dkim_keygen(selector: str, domain: str, out: Path | None, force: bool,
+                config_path: Path) -> None:
     from .signing import dns_record, generate_key, private_pem, write_key
 
-    path = out or Path(f"dkim-{selector}.key")
+    # The config reads private_key_file against its own folder: with a config, write
+    # the key there and print the line as the config will read it.
+    root = config_path.resolve().parent if config_path.is_file() else None
+    path = out or (root or Path()) / f"dkim-{selector}.key"
     key = generate_key()
     write_key(path, private_pem(key), force=force)
+    shown = str(path)
+    if root is not None:
+        full = path.resolve()
+        shown = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
     click.echo(dns_record(selector, domain, key))
     click.echo(_("wrote {path} (mode 0600); publish the record above in DNS, then add to the "
                  "config:").format(path=path), err=True)
     click.echo(f'  [dkim]\n  domain = "{domain}"\n  selector = "{selector}"\n'
-               f'  private_key_file = "{path}"', err=True)
+               f'  private_key_file = "{shown}"', err=True)

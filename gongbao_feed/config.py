@@ -11,6 +11,7 @@ against the config file's folder, so a working folder can live anywhere.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import logging
 import os
@@ -35,7 +36,7 @@ from pydantic import (
 
 from .errors import ConfigError
 from .headers import LIST_ID, HeaderError, check_one_line, check_url, split_mailbox
-from .i18n import N_, _
+from .i18n import N_, _, either
 from .models import SECTION_NAME_MAX
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -554,9 +555,12 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
         parent: Any = Config
         for part in error["loc"][:-1]:
             parent = parent.model_fields[str(part)].annotation
-        allowed = ", ".join(
-            (f.alias or n) for n, f in parent.model_fields.items() if n != "root"
-        )
+        names = [(f.alias or n) for n, f in parent.model_fields.items() if n != "root"]
+        allowed = ", ".join(names)
+        close = difflib.get_close_matches(str(error["loc"][-1]), names, n=1)
+        if close:  # a typo ([schedul], ingest_every_minute): name the likely one first
+            return _("{key}: unknown key; did you mean {name}? (expected one of: "
+                     "{allowed})").format(key=key, name=close[0], allowed=allowed)
         return _("{key}: unknown key; expected one of: {allowed}").format(key=key, allowed=allowed)
     got = error.get("input")
     msg = error["msg"]
@@ -567,12 +571,41 @@ def _describe(error: dict[str, Any], data: dict[str, Any]) -> str:
         return _("{key}: expected {expected} (got {got!r})").format(
             key=key, expected=_(expected), got=got)
     if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", "?"))
+        # pydantic writes the choice in English ("'outbox' or 'smtp'"): say it again.
+        choices = re.findall(r"'[^']*'", expected)
         return _("{key}: input should be {expected} (got {got!r})").format(
-            key=key, expected=error.get("ctx", {}).get("expected", "?"), got=got)
+            key=key, expected=either(choices) if choices else expected, got=got)
     if kind in _LIMITS:
         name, text = _LIMITS[kind]
         return _(text).format(key=key, limit=error.get("ctx", {}).get(name, "?"), got=got)
-    return f"{key}: {msg}"
+    return keyed(key, msg)
+
+
+def _toml_problem(path: Path, text: str) -> str:
+    """tomllib's complaint with its place said in the operator's language: the
+    detail ("Invalid value") stays tomllib's, "(at line 3, column 5)" becomes ours."""
+    at = re.fullmatch(r"(?s)(.*) \(at line (\d+), column (\d+)\)", text)
+    if at:
+        return _("{path}, line {line}, column {column}: not valid TOML: {reason}").format(
+            path=path, line=at[2], column=at[3], reason=at[1])
+    end = re.fullmatch(r"(?s)(.*) \(at end of document\)", text)
+    if end:
+        return _("{path}, at its end: not valid TOML: {reason}").format(path=path, reason=end[1])
+    return _("{path}: not valid TOML: {reason}").format(path=path, reason=text)
+
+
+def keyed(key: str, message: str) -> str:
+    """`key: message`, with the operator's colon (`key：message` in Chinese), as every
+    config error names what it is about."""
+    return _("{key}: {message}").format(key=key, message=message)
+
+
+#: Where a config error sends the operator: a server with the wheel installed has no
+#: README.md (and the project has no URL), but `init` writes the commented config.
+CONFIG_HINT = N_("compare with the commented config.toml that `gongbao-feed init NEWDIR` "
+                 "writes (the usual keys, with their defaults); every key is described in "
+                 "the configuration reference of the project's README.md")
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -586,9 +619,11 @@ def load_config(path: Path | str | None = None) -> Config:
         )
     try:
         data = tomllib.loads(cfg_path.read_text("utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_problem(cfg_path, str(exc))) from None
+    except UnicodeDecodeError as exc:
         raise ConfigError(_("{path}: not valid TOML: {reason}").format(
-            path=cfg_path, reason=exc)) from None
+            path=cfg_path, reason=_("not UTF-8 text (byte {n})").format(n=exc.start))) from None
     return config_from_dict(data, root=cfg_path.resolve().parent, source=str(cfg_path))
 
 
@@ -600,8 +635,8 @@ def config_from_dict(data: dict[str, Any], root: Path, source: str = "config") -
     except ValidationError as exc:
         lines = [_describe(e, data) for e in exc.errors()]
         raise ConfigError(
-            f"{source}: " + ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines),
-            hint=_("see the configuration reference in README.md"),
+            keyed(source, ("" if len(lines) == 1 else "\n  ") + "\n  ".join(lines)),
+            hint=_(CONFIG_HINT),
         ) from None
     _check_dkim(config, source)
     return config
@@ -617,7 +652,7 @@ def _check_dkim(config: Config, source: str) -> None:
     try:
         check_key_file(key_path)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
+        raise ConfigError(keyed(source, exc.message), hint=exc.hint) from None
     from_domain = split_mailbox(config.email.from_address)[1].rpartition("@")[2]
     if not aligned(from_domain, config.dkim.domain):
         log.warning(_("warning: {source}: the From address's domain {from_domain} and "

@@ -50,7 +50,7 @@ import premailer
 import wcwidth
 
 from . import headers, tokens, urls
-from .config import Config
+from .config import Config, keyed
 from .errors import DeliveryError, RenderError
 from .fragments import (
     clean_article,
@@ -761,7 +761,7 @@ def _mailbox(key: str, value: str) -> Mailbox:
         name, addr = headers.split_mailbox(value)
     except headers.HeaderError as exc:
         raise DeliveryError(
-            f"{key}: {exc}", hint=_('expected e.g. "职工时报 <digest@news.example.org>"')
+            keyed(key, str(exc)), hint=_('expected e.g. "职工时报 <digest@news.example.org>"')
         ) from None
     return Mailbox(name, addr)
 

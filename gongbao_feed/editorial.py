@@ -30,7 +30,7 @@ from typing import Any
 from markupsafe import Markup
 
 from .fragments import credit_line, display_date, xml_safe
-from .i18n import _
+from .i18n import N_, _
 from .models import Article, Issue
 
 
@@ -40,6 +40,18 @@ class ArticleStatus(StrEnum):
     NEW = "new"  # read, in no issue yet
     PUBLISHED = "published"  # in an issue
     WITHDRAWN = "withdrawn"  # withdrawn, before or after it was in an issue
+
+    @property
+    def label(self) -> str:
+        """The status as the operator reads it (`--json` keeps the value)."""
+        return _(_STATUS_LABELS[self])
+
+
+_STATUS_LABELS = {
+    ArticleStatus.NEW: N_("new"),
+    ArticleStatus.PUBLISHED: N_("published"),
+    ArticleStatus.WITHDRAWN: N_("withdrawn"),
+}
 
 
 @dataclass(frozen=True)
@@ -250,7 +262,7 @@ def detail_lines(detail: ArticleDetail, tz: tzinfo) -> list[str]:
         else _("issue:     none yet")
     )
     lines.append(_("revision:  {n}").format(n=a.revision))
-    lines.append(_("status:    {status}").format(status=str(detail.status)))
+    lines.append(_("status:    {status}").format(status=detail.status.label))
     for w in detail.withdrawals:
         lines.append(_("withdrawn: {when} by {who}: {reason}").format(
             when=_when(w.when, tz), who=w.by, reason=w.reason))

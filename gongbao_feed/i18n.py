@@ -31,9 +31,10 @@ them into our catalog.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gettext as _gettext
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
@@ -109,6 +110,19 @@ def members(n: int) -> str:
     return ngettext("{n} member", "{n} members", n).format(n=n)
 
 
+def either(words: Sequence[str]) -> str:
+    """`'a', 'b' or 'c'` in the operator's language (`'a'、'b' 或 'c'`): a choice of
+    words the caller has quoted as it wants them shown."""
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0]
+    first = words[0]
+    for word in words[1:-1]:
+        first = _("{items}, {item}").format(items=first, item=word)
+    return _("{items} or {item}").format(items=first, item=words[-1])
+
+
 def N_(message: str) -> str:
     """Mark `message` for extraction; translate it where it is shown."""
     return message
@@ -117,6 +131,24 @@ def N_(message: str) -> str:
 def N_plural(singular: str, plural: str) -> tuple[str, str]:
     """Mark a count's two forms for extraction; `ngettext` them where shown."""
     return singular, plural
+
+
+#: The OS's reasons a file cannot be read, in our words: its strerror is English
+#: whatever the locale (Python's C library messages are not translated).
+_OS_REASONS = {
+    errno.ENOENT: N_("no such file or folder"),
+    errno.EACCES: N_("permission denied (this user may not read it)"),
+    errno.EPERM: N_("permission denied (this user may not read it)"),
+    errno.EISDIR: N_("it is a folder, not a file"),
+    errno.ENOTDIR: N_("a part of the path is not a folder"),
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why an OSError happened, in the operator's language for the common errnos
+    (ENOENT, EACCES, EPERM, EISDIR, ENOTDIR), else the OS's own words."""
+    known = _OS_REASONS.get(exc.errno or 0)
+    return _(known) if known else (exc.strerror or str(exc))
 
 
 def use_for_click() -> None:

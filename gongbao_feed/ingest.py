@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import PageError, StoreError
 from .handwritten import FrontMatterError, parse_markdown
-from .i18n import _
+from .i18n import _, os_reason
 from .models import take_correction
 from .pages import DecodeError, ParsedPage, decode_page, parse_page
 from .sections import with_file_section
@@ -117,7 +117,7 @@ def read_file(path: Path, day: date, sections: Mapping[str, str] | None = None) 
         data = path.read_bytes()
     except OSError as exc:
         raise PageError(str(path), _("cannot read: {reason}").format(
-            reason=exc.strerror or exc)) from None
+            reason=os_reason(exc))) from None
     document = sniff_document(data, path.suffix)
     if document is not None:
         what, hint = document

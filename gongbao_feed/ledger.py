@@ -370,6 +370,16 @@ def unreached(store: Store, issue: Issue) -> int | None:
         return int(conn.execute(missing).scalar() or 0)
 
 
+def sent_to_all(store: Store, issue: Issue) -> bool:
+    """Whether a send of `issue` ran to its end: its approved send was recorded as done,
+    or a send began and every member it was for is reached (see `unreached`). What
+    approving it then would change: nothing."""
+    found = store.approval(issue.number)
+    if found is not None and found.sent_at is not None:
+        return True
+    return unreached(store, issue) == 0
+
+
 def counts(store: Store, issue: int | None = None) -> dict[str, int]:
     """Ledger rows by state (pending, sent, failed), for one issue or all."""
     d = deliveries_t

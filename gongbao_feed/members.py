@@ -108,6 +108,42 @@ class ImportReport:
         }
 
 
+#: email_validator's common complaints (its English text, as a pattern; the group
+#: is what it quotes) → ours, which the catalog translates.
+_ADDRESS_PROBLEMS = (
+    (r"An email address must have an @-sign\.", N_("it has no @")),
+    (r"There must be something before the @-sign\.", N_("nothing comes before the @")),
+    (r"There must be something after the @-sign\.", N_("nothing comes after the @")),
+    (r"The part after the @-sign is not valid\. It should have a period\.",
+     N_("the domain after the @ has no dot (e.g. example.com)")),
+    (r"The part after the @-sign contains invalid characters: (.*)\.",
+     N_("the domain after the @ contains characters a domain cannot have: {chars}")),
+    (r"The email address contains invalid characters before the @-sign: (.*)\.",
+     N_("the part before the @ contains characters an address cannot have: {chars}")),
+    (r"Internationali[sz]ed characters before the @-sign are not supported: (.*?)\.?",
+     N_("the part before the @ has characters other than ASCII letters: {chars}")),
+    (r"An email address cannot have two periods in a row\.", N_("it has two dots in a row")),
+    (r"An email address cannot (?:start|end) with a period\.",
+     N_("it starts or ends with a dot")),
+    (r"An email address cannot have a hyphen immediately after the @-sign\.",
+     N_("the domain after the @ starts with a hyphen")),
+    (r"The (?:email address|part before the @-sign|part after the @-sign) is too long.*",
+     N_("it is too long")),
+)
+#: Said for the rest in a translated run; an English run keeps the library's own words.
+_ANY_ADDRESS_PROBLEM = N_("its form is not that of an email address (e.g. name@example.com)")
+
+
+def _address_problem(detail: str) -> str:
+    """email_validator's reason `detail` in the operator's language."""
+    for pattern, ours in _ADDRESS_PROBLEMS:
+        found = re.fullmatch(pattern, detail)
+        if found:
+            return _(ours).format(chars=found[1] if found.groups() else "")
+    generic = _(_ANY_ADDRESS_PROBLEM)
+    return detail if generic == _ANY_ADDRESS_PROBLEM else generic
+
+
 def normalise_email(address: str) -> str:
     """The address as stored: syntax-checked, domain lower-cased and in ASCII (IDNA).
 
@@ -122,7 +158,7 @@ def normalise_email(address: str) -> str:
         checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise MemberError(_("{address!r} is not a valid email address: {reason}").format(
-            address=address, reason=exc)) from None
+            address=address, reason=_address_problem(str(exc)))) from None
     return checked.ascii_email or checked.normalized
 
 
@@ -208,7 +244,8 @@ def decode_csv(data: bytes) -> tuple[str, str]:
 
 def read_members_csv(data: bytes) -> MemberCsv:
     """Parse a member CSV: a header row naming the address column (and usually the
-    name), then one member a row. Commas, or tabs when the header row has no comma.
+    name), then one member a row. Commas, or tabs (else semicolons) when the first line
+    has no comma; a header of names run together by another mark is refused, naming it.
 
     Raises MemberError only when the file as a whole is unusable (cannot be
     decoded, no address column); a bad row is reported with its line number
@@ -216,7 +253,9 @@ def read_members_csv(data: bytes) -> MemberCsv:
     """
     text, encoding = decode_csv(data)
     first_line = text.split("\n", 1)[0]
-    delimiter = "\t" if "," not in first_line and "\t" in first_line else ","
+    delimiter = ","
+    if "," not in first_line:  # Excel's "Unicode text" has tabs; a European Excel's CSV, ";"
+        delimiter = "\t" if "\t" in first_line else ";" if ";" in first_line else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[tuple[int, list[str]]] = []
     broken: RowFailure | None = None
@@ -296,6 +335,43 @@ def _find_header(rows: list[tuple[int, list[str]]]) -> int | None:
     return None
 
 
+#: What separates column names typed into one cell, and how to call it.
+_SEPARATORS = {
+    "，": N_("full-width commas (，)"),
+    "、": N_("enumeration commas (、)"),
+    ";": N_("semicolons (;)"),
+    "；": N_("full-width semicolons (；)"),
+    "\t": N_("tabs"),
+    ",": N_("commas (,)"),
+    "|": N_("vertical bars (|)"),
+}
+
+
+def _refuse_run_together(rows: list[tuple[int, list[str]]], unit: str) -> None:
+    """Raise MemberError when a cell of the first rows holds a known address header run
+    together with other names (`姓名，邮箱`): the columns were separated by a mark a
+    sheet does not split on. Say which, and what would be right."""
+    for n, cells in rows[:HEADER_SEARCH_ROWS]:
+        for cell in cells:
+            for sep, called in _SEPARATORS.items():
+                parts = cell.split(sep)
+                if len(parts) > 1 and any(_header_key(p) in _ADDRESS_KEYS for p in parts):
+                    if unit == "row":  # a workbook: one cell where there should be several
+                        right = _("each column name must be in a cell of its own")
+                        hint = _("split the cell into columns (in Excel: Data → Text to "
+                                 "Columns), one name a cell, e.g. 邮箱 | 姓名")
+                    else:
+                        right = _("the columns must be separated by commas (,)")
+                        hint = _("replace them with ASCII commas (,) throughout the file, e.g. "
+                                 "`邮箱,姓名`, or save the sheet from Excel or WPS as CSV UTF-8")
+                    raise MemberError(
+                        _("{unit} {n}: the header {cell!r} is column names separated by "
+                          "{separator}; {right}").format(
+                            unit=_(UNITS[unit]), n=n, cell=cell, separator=_(called),
+                            right=right),
+                        hint=hint)
+
+
 def _read_rows(rows: list[tuple[int, list[str]]], unit: str) -> MemberCsv:
     """Rows of cells with their line (CSV) or row (xlsx) numbers → members and failures."""
     rows = [(n, cells) for n, cells in rows if any(c.strip() for c in cells)]
@@ -303,6 +379,7 @@ def _read_rows(rows: list[tuple[int, list[str]]], unit: str) -> MemberCsv:
         raise MemberError(_("the file is empty"), hint=_(_HEADER_HINT))
     at = _find_header(rows)
     if at is None:
+        _refuse_run_together(rows, unit)
         n, header = rows[0]
         found = ", ".join(repr(h) for h in header if h.strip()) or _("nothing")
         hint = _(_HEADER_HINT)

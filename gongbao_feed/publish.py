@@ -58,7 +58,7 @@ from .errors import (
 from .feeds import FeedIds, mint_ids, render_feeds
 from .files import atomic_write
 from .fragments import clean_article
-from .i18n import _, ngettext
+from .i18n import _, ngettext, os_reason
 from .ingest import IngestReport, inbox_files, ingest
 from .ledger import LedgerSummary
 from .mailboxes import BounceSource, Incoming, open_source
@@ -571,7 +571,7 @@ class Newsroom:
             data = path.read_bytes()
         except OSError as exc:
             raise MemberError(_("{path}: cannot read: {reason}").format(
-                path=path, reason=exc.strerror or exc)) from None
+                path=path, reason=os_reason(exc))) from None
         try:
             sheet = read_members_sheet(data)
         except MemberError as exc:
@@ -760,6 +760,11 @@ class Newsroom:
         """
         self.issue(number)
         return self.store.approve(number, self.now(), operator(by), via)
+
+    def sent_to_all(self, number: int) -> bool:
+        """Whether issue `number` has gone to every member it was for (ledger.sent_to_all):
+        approving it then sends nothing. Raises DeliveryError for an unknown issue."""
+        return ledger.sent_to_all(self.store, self.issue(number))
 
     def awaiting_approval(self) -> list[Approval]:
         """The issues waiting for an editor, oldest first."""

@@ -70,11 +70,11 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Engine, MetaData, Table, inspect, select
 
 from . import ledger
-from .config import Config, load_config
+from .config import Config, keyed, load_config
 from .crontab import crontab_trigger
 from .errors import ConfigError, GongbaoError, ServiceError
 from .files import atomic_write
-from .i18n import _, ngettext
+from .i18n import N_, _, ngettext
 from .ingest import IngestReport
 from .models import Issue
 from .publish import Clock, Newsroom, PublishReport, system_clock
@@ -90,6 +90,9 @@ RESUME = "resume"
 #: The log lines of an approved issue's send (review.py), made by the ingest job.
 APPROVED = "approved"
 BOUNCES = "bounces"
+#: The jobs' names as `status` shows them to the operator; the log lines and
+#: `status --json` keep the ids above (stable, for grep and scripts).
+JOB_TITLES = {PUBLISH: N_("publish"), INGEST: N_("ingest"), BOUNCES: N_("bounces")}
 
 log = logging.getLogger("gongbao_feed.service")
 
@@ -282,7 +285,7 @@ def publish_trigger(config: Config) -> CronTrigger:
     try:
         return crontab_trigger(config.schedule.publish_cron, config.tz)
     except ValueError as exc:
-        raise ConfigError(f"schedule.publish_cron: {exc}") from None
+        raise ConfigError(keyed("schedule.publish_cron", str(exc))) from None
 
 
 def job_specs(config: Config) -> list[JobSpec]:
@@ -885,7 +888,8 @@ class Status:
             else:
                 text = _("{job}: {schedule}; next {when} (not scheduled yet: the service "
                          "has not run)")
-            out.append(text.format(job=j.id, schedule=j.schedule, when=when))
+            out.append(text.format(job=_(JOB_TITLES[j.id]) if j.id in JOB_TITLES else j.id,
+                                   schedule=j.schedule, when=when))
         issue = self.last_issue
         if issue is None:
             out.append(_("last issue: none yet"))

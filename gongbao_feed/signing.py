@@ -44,7 +44,7 @@ from dkim.canonicalization import CanonicalizationPolicy
 
 from .config import Config, check_key_file
 from .errors import ConfigError
-from .i18n import _
+from .i18n import _, os_reason
 
 #: Bits of the keys `dkim keygen` makes: what Gmail, Yahoo and Outlook.com
 #: ask bulk senders for (RFC 8301 allows 1024 at least; 2048 is the norm).
@@ -248,7 +248,7 @@ def load_signer(domain: str, selector: str, path: Path) -> Signer:
     except OSError as exc:
         raise ConfigError(
             _("dkim.private_key_file: cannot read {path}: {reason}").format(
-                path=path, reason=exc.strerror or exc),
+                path=path, reason=os_reason(exc)),
         ) from None
     return Signer(domain, selector, load_key(pem, str(path)))
 

@@ -66,7 +66,7 @@ from starlette.responses import (
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import tokens, urls
+from . import ledger, tokens, urls
 from .archive import ARCHIVE_CSP, RETRACTED_MARKER, environment
 from .config import Config
 from .deliver import make_transport
@@ -434,8 +434,16 @@ def _too_long(content_length: str | None) -> bool:
         return True
 
 
+#: The answer for a path the site does not have. Like every plain-text answer here,
+#: the reader's Chinese first and a line of English after it for whoever else opens it.
+NOT_FOUND = (
+    "404：本站没有这个页面。请从首页重新打开。\n\n"
+    "404 Not Found: there is no such page here.\n"
+)
+
+
 def _not_found() -> Response:
-    return PlainTextResponse("404 未找到 Not Found", 404)
+    return PlainTextResponse(NOT_FOUND, 404)
 
 
 # -- unsubscribe ----------------------------------------------------------------
@@ -632,6 +640,7 @@ class Approve:
             editor=mask_address(claims.editor),
             approved_by=mask_address(by) if by and "@" in by else by,
             approved_at=approved_at, every=self.config.schedule.ingest_every_minutes,
+            sent=ledger.sent_to_all(self.store, issue),
         )
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 

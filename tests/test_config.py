@@ -22,7 +22,8 @@ def test_shipped_config_is_valid_and_relative_to_its_folder() -> None:
 @pytest.mark.parametrize(
     ("data", "says"),
     [
-        ({"paper": {"nmae": "x"}}, "paper.nmae: unknown key; expected one of: name, base_url"),
+        ({"paper": {"nmae": "x"}},
+         "paper.nmae: unknown key; did you mean name? (expected one of: name, base_url"),
         ({"paper": {"name": 5}}, "paper.name: expected a string (got 5)"),
         ({"issue": {"min_articles": "two"}}, "issue.min_articles: expected a whole number"),
         ({"feeds": {}}, "feeds: unknown key"),
