@@ -485,16 +485,7 @@ class Unsubscribe:
         self.key = key
         self.clock = clock
         env = environment([config.templates_dir / "web", builtin_templates() / "web"])
-        try:
-            self.page = env.get_template(UNSUBSCRIBE_TEMPLATE)
-        except jinja2.TemplateError as exc:
-            where = getattr(exc, "filename", None) or UNSUBSCRIBE_TEMPLATE
-            line = getattr(exc, "lineno", None)
-            raise RenderError(
-                (_("{template}, line {line}: {reason}") if line else "{template}: {reason}")
-                .format(template=where, line=line, reason=exc.message or exc),
-                hint=_("fix the template, or delete it to use the built-in one"),
-            ) from None
+        self.page = _template(env, UNSUBSCRIBE_TEMPLATE)
 
     def claims(self, token: str) -> tokens.TokenClaims | None:
         """The token's member and issue if it is ours and names an issue that exists."""
