@@ -158,15 +158,16 @@ def made_ahead(
     is_active: Callable[[str], bool],
     make_message: Callable[[Member], Message],
 ) -> Iterator[tuple[Member, _Made]]:
-    """Each member with their copy (None: no longer subscribed), made one member ahead.
+    """Each member with their copy (None: no longer subscribed), made ahead of the caller.
 
     The next copy is checked and made on a second thread while the transport
     hands the current one over (the relay's round trips, a file's fsync), so
     the database lookup and the personalisation are off the send's critical
     path. Only the check and the making run there; every ledger write stays
     with the caller, in order, so a claim is still settled before the next
-    message goes out, and a crash repeats no more than before. The check is
-    at most one message older than the send, which is still "at once" for an
+    message goes out, and a crash repeats no more than before. At most two
+    copies wait made (one handed over, one finished behind it), so the check
+    is at most two messages older than the send: still "at once" for an
     unsubscribe. Stopping early (a stop, a fatal error) leaves the made copy
     unused: its claim is still held, and the ledger's close gives it back.
     """
