@@ -839,6 +839,12 @@ def _leading_headlines(units: list[Unit]) -> list[Unit]:
     return heads
 
 
+#: A headline line that ends by reporting what happened (…技能竞赛举行, …入围人选揭晓)
+#: is the 主题 itself: a 引题 frames the news and never ends on its event.
+_NEWS_DONE = re.compile(
+    r"(?:举行|举办|召开|揭晓|开幕|闭幕|落幕|启动|开班|开课|开赛|开展|发布|出台|成立|揭牌|"
+    r"签约|亮相|上线|开通|表彰|颁奖|启用|竣工|开工|通过|印发)[”’」』]?$"
+)
 _KICKER_START = re.compile(
     r"^(?:探索|聚焦|坚持|推动|助力|深化|践行|弘扬|打造|立足|围绕|以|用|让|为|做|当|把|从|在|向|"
     r"奋力|全力|着力|持续|加快|推进|携手|凝聚|喜迎|礼赞|致敬|守护|筑牢|书写|争当|争做)"
@@ -859,6 +865,8 @@ def headline_parts(lines: list[str]) -> tuple[str | None, str, str | None]:
             return first, second, None
         if len(first) <= 5 and len(second) > len(first) + 2 and not _CRY.search(first):
             return first, second, None  # a place over the title: 湖南岳阳 / 艺术节请劳模坐前排
+        if _NEWS_DONE.search(first) and not _KICKER_START.match(first):
+            return None, first, second  # the first line reports the event: 主题 over 副题
         if len(first) >= len(second) + 4 and not _CRY.search(first):
             return first, second, None  # a long 引题 over a short 主题; a 副题 runs longer
         if _KICKER_START.match(first) and not _KICKER_START.match(second):

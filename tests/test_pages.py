@@ -454,6 +454,12 @@ def test_credits_belong_to_the_article_above() -> None:
         (["标题"], (None, "标题", None)),
         (["引题", "主题", "副题"], ("引题", "主题", "副题")),
         (["暖心托管班开进厂区", "——记某某"], (None, "暖心托管班开进厂区", "——记某某")),
+        # A long first line that reports the event is the 主题; the short line under it a 副题.
+        (["开发区总工会“巧手杯”焊工技能比武举行", "八十名焊工同场比拼"],
+         (None, "开发区总工会“巧手杯”焊工技能比武举行", "八十名焊工同场比拼")),
+        # A long first line that frames the news is the 引题 over a short 主题.
+        (["聚焦新就业形态劳动者急难愁盼问题", "快递驿站添了暖心角"],
+         ("聚焦新就业形态劳动者急难愁盼问题", "快递驿站添了暖心角", None)),
     ],
 )
 def test_headline_parts(
