@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from fnmatch import fnmatchcase
 
-from pypinyin import Style, lazy_pinyin
-
 from .models import Article
 
 #: The kind under which the stored feed ids keep each section's slug, by section name.
@@ -63,6 +61,10 @@ def pinyin_slug(name: str) -> str:
     (spaces, ·, punctuation) becomes one hyphen; Latin letters are folded to
     ASCII (Café → cafe). A name with nothing to keep gives `section`.
     """
+    # Imported here: its dictionaries take a quarter of a second to load, and only
+    # a section seen for the first time needs them (a slug is stored once made).
+    from pypinyin import Style, lazy_pinyin
+
     syllables = lazy_pinyin(name, style=Style.NORMAL, errors="default")
     text = _BETWEEN_WORDS.sub("-", "".join(syllables))
     text = unicodedata.normalize("NFKD", text)

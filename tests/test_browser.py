@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-def test_a_reader_follows_the_archive_and_unsubscribes(
-    workdir: Path, clock: FixedClock, tmp_path: Path, browser: object
-) -> None:
+def served_folder(workdir: Path, tmp_path: Path) -> tuple[socket.socket, str, Path, Path]:
+    """A loopback socket for `serve`, the folder's base_url pointed at it, and a folder for
+    screenshots: (socket, base URL without the final /, config file, screenshots)."""
     sock = loopback_socket()
     base = base_url(sock)
     config_file = workdir / "config.toml"
@@ -69,6 +70,13 @@ def test_a_reader_follows_the_archive_and_unsubscribes(
     )
     shots = tmp_path / "screenshots"
     shots.mkdir()
+    return sock, base, config_file, shots
+
+
+def test_a_reader_follows_the_archive_and_unsubscribes(
+    workdir: Path, clock: FixedClock, tmp_path: Path, browser: object
+) -> None:
+    sock, base, config_file, shots = served_folder(workdir, tmp_path)
 
     with Newsroom(load_config(config_file), clock=clock) as room:
         assert room.config.paper.base_url == f"{base}/"
@@ -139,15 +147,7 @@ def test_a_reader_signs_up_confirms_and_gets_the_next_issue(
 
     from gongbao_feed.outbox import CONFIRM_FOLDER, issue_folder
 
-    sock = loopback_socket()
-    base = base_url(sock)
-    config_file = workdir / "config.toml"
-    text = config_file.read_text("utf-8")
-    config_file.write_text(
-        text.replace('base_url = "https://news.example.org/"', f'base_url = "{base}/"'), "utf-8"
-    )
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    sock, base, config_file, shots = served_folder(workdir, tmp_path)
 
     with Newsroom(load_config(config_file), clock=clock) as room:
         room.render()
