@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import html
 import logging
@@ -648,7 +649,15 @@ def _crlf(text: str) -> bytes:
 def _base64_bytes(data: bytes) -> bytes:
     """Bytes already in canonical form, base64 in 76-character lines, no final CRLF."""
     encoded = binascii.b2a_base64(data, newline=False)
-    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)])
+    return b"\r\n".join(map(encoded.__getitem__, _lines(-(-len(encoded) // 76))))
+
+
+@functools.lru_cache(maxsize=64)
+def _lines(count: int) -> tuple[slice, ...]:
+    """The first `count` 76-character lines of base64 (RFC 2045 §6.8). Copies of one
+    digest differ in a line or two, so each send makes these a few times, not once
+    per member."""
+    return tuple(slice(i, i + 76) for i in range(0, 76 * count, 76))
 
 
 _SLOT = re.compile(f"({SLOT_NAME}|{SLOT_EMAIL}|{SLOT_UNSUBSCRIBE})")
@@ -805,7 +814,10 @@ def wrap_text(text: str, width: int = TEXT_WIDTH, indent: str = "") -> list[str]
     lines: list[str] = []
     line = ""
     room = width - _width(indent)
-    for unit in _units(_SPACES.sub(" ", text).strip()):
+    flat = _SPACES.sub(" ", text).strip()
+    if flat.isprintable() and _width(flat) <= room:  # it fits: no place to break is needed
+        return [indent + flat] if flat else []
+    for unit in _units(flat):
         if line and _width((line + unit).rstrip()) > room:
             lines.append(line.rstrip())
             line = ""
@@ -872,4 +884,15 @@ def _split_at(line: str, room: int) -> tuple[str, str]:
 
 
 def _width(text: str) -> int:
+    if len(text) == 1:
+        return _char_width(text)
+    if text.isascii() and text.isprintable():
+        return len(text)
     return wcwidth.width(text, ambiguous_width=2)
+
+
+@functools.lru_cache(maxsize=8192)
+def _char_width(ch: str) -> int:
+    """One character's columns, looked up once: wrapping asks for every character's
+    width again and again (a text line holding a member's name is wrapped per copy)."""
+    return wcwidth.width(ch, ambiguous_width=2)

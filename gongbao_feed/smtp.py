@@ -15,13 +15,19 @@ Each message ends in exactly one report:
                                 with the last reply) when it was waiting
                                 to be tried again
 
-A connection reports a message as soon as the relay answered DATA and
-before it starts the next one, so a crash between the relay's 2xx and the
-ledger write can repeat at most one message per connection. (So can a
-connection lost after the final dot and before the reply, which SMTP
-cannot tell from a message not taken: RFC 1047. The copy repeated keeps its
-Message-ID.) A message for several recipients is SENT when the relay took
-it for any of them; the detail names the ones refused.
+A connection reports a message as soon as the relay answered DATA, on a
+thread of its own, while the next message goes out: MAIL, RCPT, DATA and
+the body are sent while the ledger records the last one, and the next
+message's final dot (the moment the relay takes it, RFC 5321 §4.1.1.4)
+waits until that record is written. So a crash between the relay's 2xx
+and the ledger write can still repeat at most one message per connection,
+and the ledger's round trip is off the send's path. (So can a connection
+lost after the final dot and before the reply, which SMTP cannot tell from
+a message not taken: RFC 1047. The copy repeated keeps its Message-ID.) A
+message for several recipients is SENT when the relay took it for any of
+them; the detail names the ones refused. If the record fails (the
+database went away), the next message's dot is never sent: the connection
+is closed, the relay drops the unfinished message, and the send stops.
 
 Problems no retry will fix — the login refused, a certificate that does
 not verify, a relay that cannot be reached — stop the whole send with a
@@ -30,15 +36,17 @@ DeliveryError that names the setting to check.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import heapq
 import random
+import re
 import smtplib
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +135,50 @@ class _Answer:
     @property
     def permanent(self) -> bool:
         return self.code is not None and 500 <= self.code < 600
+
+
+class _Abandoned(Exception):
+    """A message left without its final dot: the report of the one before failed
+    (`cause`), or the send was stopped while it waited. The relay has not taken it."""
+
+    def __init__(self, cause: BaseException | None = None) -> None:
+        super().__init__(str(cause or "stopped"))
+        self.cause = cause
+
+
+class _Behind:
+    """One connection's reports, made on a thread of their own, at most one at a time.
+
+    `report` hands an outcome over and returns; `wait` returns when it is
+    recorded, or raises what recording it raised. The connection waits
+    before each final dot, so no more than one message of its is ever taken
+    by the relay and not yet recorded.
+    """
+
+    def __init__(self, run: _Run, name: str) -> None:
+        self._run = run
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._pending: concurrent.futures.Future[None] | None = None
+
+    def report(self, outcome: Outcome) -> None:
+        self.wait()
+        self._pending = self._thread.submit(self._run.report, outcome)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def before_dot(self) -> None:
+        try:
+            self.wait()
+        except BaseException as exc:
+            raise _Abandoned(exc) from exc
+        if self._run.over():
+            raise _Abandoned()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
 
 
 def _text(reply: bytes | str) -> str:
@@ -242,6 +294,17 @@ class SmtpTransport:
 
     # -- one connection -------------------------------------------------------------
     def _work(self, run: _Run, link: _Link | None) -> None:
+        behind = _Behind(run, threading.current_thread().name + "-report")
+        try:
+            self._loop(run, link, behind)
+        finally:
+            try:
+                behind.wait()  # the last message's report
+            except BaseException as exc:
+                run.fail(exc)
+            behind.close()
+
+    def _loop(self, run: _Run, link: _Link | None, behind: _Behind) -> None:
         try:
             while run.pace():
                 job = run.next_job()
@@ -260,7 +323,7 @@ class SmtpTransport:
                         if link is None:  # stopped while waiting to reconnect
                             run.put_back(job)
                             break
-                    link = self._try(link, job, run)
+                    link = self._try(link, job, run, behind)
                 finally:
                     run.job_done()
         except BaseException as exc:
@@ -269,12 +332,23 @@ class SmtpTransport:
             if link is not None:
                 self._close(link, polite=True)
 
-    def _try(self, link: _Link, job: _Job, run: _Run) -> _Link | None:
-        """One transaction for one message; report it or queue it again."""
+    def _try(self, link: _Link, job: _Job, run: _Run, behind: _Behind) -> _Link | None:
+        """One transaction for one message; report it or queue it again.
+
+        A message whose final dot was held back (see _Behind) is left for the
+        leftovers report, never tried; if recording the one before failed,
+        that error is raised."""
         msg = job.message
         reused = link.used > 0
         link.used += 1
-        answer = self._transact(link.smtp, msg)
+        try:
+            answer = self._transact(link.smtp, msg, behind.before_dot)
+        except _Abandoned as exc:
+            self._close(link)  # mid-DATA: only closing ends it, and the relay drops it
+            run.put_back(job)
+            if exc.cause is not None:
+                raise exc.cause from None
+            return None
         if answer.dropped:
             self._close(link)
             if reused and answer.stage == "MAIL FROM" and not job.free_retry_used:
@@ -284,23 +358,27 @@ class SmtpTransport:
                 return None
         job.attempts += 1
         detail = f"{answer.stage}: {answer.text}" if not answer.sent else answer.text
+        tries = job.attempts
         if answer.sent:
             if answer.refused:
                 detail += " (refused: " + "; ".join(answer.refused) + ")"
-            run.report(Outcome(msg, DeliveryState.SENT, False, answer.code, detail, job.attempts))
+            behind.report(Outcome(msg, DeliveryState.SENT, False, answer.code, detail, tries))
         elif answer.permanent:
-            run.report(Outcome(msg, DeliveryState.FAILED, True, answer.code, detail, job.attempts))
+            behind.report(Outcome(msg, DeliveryState.FAILED, True, answer.code, detail, tries))
         else:
-            failed = Outcome(msg, DeliveryState.FAILED, False, answer.code, detail, job.attempts)
+            failed = Outcome(msg, DeliveryState.FAILED, False, answer.code, detail, tries)
             if job.attempts >= self.settings.max_attempts:
-                run.report(failed)
+                behind.report(failed)
             else:
                 job.last = failed
                 run.retry(job, self._pause(job.attempts))
         return None if answer.dropped else link
 
-    def _transact(self, smtp: smtplib.SMTP, msg: Message) -> _Answer:
-        """MAIL, RCPT for each recipient, DATA; never raises for the relay's answers."""
+    def _transact(self, smtp: smtplib.SMTP, msg: Message,
+                  before_dot: Callable[[], None]) -> _Answer:
+        """MAIL, RCPT for each recipient, DATA; never raises for the relay's answers.
+
+        `before_dot` runs between the body and its final dot (see _Behind)."""
         stage = "MAIL FROM"
         try:
             options: list[str] = []
@@ -325,10 +403,7 @@ class SmtpTransport:
                 self._rset(smtp)
                 return _Answer(code, text, f"RCPT TO <{rcpt}>")
             stage = "DATA"
-            try:
-                code, reply = smtp.data(msg.data)
-            except smtplib.SMTPDataError as exc:  # no 354: the relay refused to take data
-                code, reply = exc.smtp_code, exc.smtp_error
+            code, reply = _data(smtp, msg.data, before_dot)
             if not 200 <= code < 300:
                 return self._after_refusal(smtp, code, reply, stage)
             return _Answer(
@@ -500,6 +575,35 @@ class SmtpTransport:
             except (OSError, smtplib.SMTPException):
                 pass
         _quietly_close(link.smtp)
+
+
+#: A line that starts with a dot, which SMTP's end of data would misread (RFC 5321 §4.5.2).
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _data(smtp: smtplib.SMTP, data: bytes,
+          before_dot: Callable[[], None] = lambda: None) -> tuple[int, bytes]:
+    """DATA, the message, the final dot: the relay's reply (354's refusal included).
+
+    `before_dot` runs when all but the final dot is sent; if it raises, the
+    dot is not sent, and the relay, which takes a message only at its dot,
+    has not taken this one.
+
+    smtplib's `data` runs a regular expression over every line of every
+    message to double leading dots, which cost a quarter of a send's CPU
+    for 76 KB digests; a leading dot is rare (base64 bodies have none), so
+    one search for it decides, and the bytes go out as they are.
+    """
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        return code, reply
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    smtp.send(data)
+    before_dot()
+    smtp.send(b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+    return smtp.getreply()
 
 
 def _quietly_close(smtp: smtplib.SMTP | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import random
+import unicodedata
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 
@@ -28,7 +29,13 @@ from gongbao_feed.digest import (
     message_id,
     personalise,
 )
-from gongbao_feed.headers import HeaderError, address_header, list_id_header, text_header
+from gongbao_feed.headers import (
+    HeaderError,
+    address_header,
+    list_id_header,
+    one_line_problem,
+    text_header,
+)
 from gongbao_feed.ledger import Ledger
 from gongbao_feed.mail import Message
 from gongbao_feed.models import DeliveryState, Member
@@ -280,3 +287,12 @@ def test_only_a_transport_whose_repeats_replace_gets_its_rows_batched(
     assert len(room.store.deliveries(1)) == 5
     with Newsroom(room.config, room.clock, transport=Recorder(room, replaces)) as sender:
         assert sender.send().sent == 0
+
+
+def test_a_header_refuses_every_control_break_and_surrogate_character_and_no_other() -> None:
+    """Written down by Unicode category, not by the search the code uses: every
+    character of Cc, Zl, Zp, Cs in a name is refused, every other one is not."""
+    for code in range(0x10000):
+        ch = chr(code)
+        unfit = unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs")
+        assert (one_line_problem(f"王{ch}芳") is not None) is unfit, f"U+{code:04X}"

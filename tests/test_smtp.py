@@ -104,6 +104,19 @@ def test_every_message_arrives_once_with_its_envelope_and_bytes(relay: SmtpTestS
     assert 40 / 7 <= relay.connections < 40
 
 
+def test_leading_dots_and_a_missing_final_line_end_arrive_as_written(
+    relay: SmtpTestServer,
+) -> None:
+    """The transport doubles leading dots itself (RFC 5321 §4.5.2), not smtplib."""
+    (plain,) = make_messages(["dots@example.org"])
+    data = plain.data.replace(b"member 0\r\n", b"..two dots\r\n.\r\nlast line, no CRLF")
+    message = Message(7, plain.email, SENDER, plain.recipients, plain.message_id, data)
+    transport(relay).deliver([message], Outcomes(), threading.Event())
+
+    (received,) = relay.by_recipient()["dots@example.org"]
+    assert received.data == data + b"\r\n"
+
+
 def test_faults_lose_nothing_and_double_nothing(tmp_path: Path) -> None:
     emails = addresses(30)
     faults = Faults(
@@ -211,7 +224,27 @@ def test_stop_finishes_the_message_in_flight_and_reports_it(relay: SmtpTestServe
     # What the relay took is exactly what was reported sent: nothing in between.
     assert set(relay.by_recipient()) == sent
     assert 5 <= len(sent) <= 5 + 3 - 1
-    assert all(o.state == DeliveryState.SENT for o in report.items)
+    # A message whose body was on its way, its final dot held back, is dropped
+    # unfinished and reported never tried (pending), once.
+    assert {o.state for o in report.items} <= {DeliveryState.SENT, DeliveryState.PENDING}
+    assert len(report.by_email()) == len(report.items)
+
+
+def test_a_record_that_fails_holds_back_the_next_message(relay: SmtpTestServer) -> None:
+    """The ledger records a message while the next one goes out, and that one's
+    final dot waits for the record: when recording fails, the relay never takes it."""
+    messages = make_messages(addresses(10))
+    seen: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 3:
+            raise RuntimeError("the ledger is gone")
+
+    with pytest.raises(RuntimeError, match="the ledger is gone"):
+        transport(relay, connections=1).deliver(messages, record, threading.Event())
+    assert sorted(relay.by_recipient()) == [m.email for m in messages[:3]]
+    assert [o.state for o in seen[:3]] == [DeliveryState.SENT] * 3
 
 
 def test_a_message_stopped_between_tries_is_reported_with_its_last_failure(
@@ -312,10 +345,16 @@ def test_a_relay_that_goes_away_mid_send_keeps_what_was_sent(tmp_path: Path) -> 
     assert "smtp.host" in str(err.value) and "after 3 attempts" in str(err.value)
     sent = [o.message.email for o in report.items if o.state == DeliveryState.SENT]
     assert sent == [m.email for m in messages[:3]]
-    # The message that found the relay gone was never taken by it: pending, for the next send.
-    assert [(o.message.email, o.state) for o in report.items[3:]] == [
-        (messages[3].email, DeliveryState.PENDING)
-    ]
+    # The message on its way when the relay went away (its MAIL, RCPT or body may
+    # already have gone: the third report is made while the fourth goes out) and
+    # any taken after it were not taken by the relay: each reported once, pending
+    # (never tried) or failed for now, so the next send tries them again.
+    rest = report.by_email()
+    for m in messages[:3]:
+        del rest[m.email]
+    assert messages[3].email in rest
+    assert all(o.state is DeliveryState.PENDING
+               or (o.state is DeliveryState.FAILED and not o.permanent) for o in rest.values())
 
 
 def test_busy_relay_that_never_lets_us_in_is_an_error(tmp_path: Path) -> None:
