@@ -15,9 +15,10 @@ that share the database, goes through the same three steps:
 
 A claim whose sender died is taken over by another sender once its lease
 has run out. That takeover is the one place a member can get a message
-twice: the relay accepted it and the sender died before settling. Each SMTP
-connection has one message in flight, so a crash repeats at most one message
-per connection of the sender that died; the outbox replaces a member's file
+twice: the relay accepted it and the sender died before settling. An SMTP
+connection holds back its next message's final dot until the last one is
+settled (smtp.py), so a crash repeats at most one message per connection of
+the sender that died; the outbox replaces a member's file
 under the same name, so there a takeover repeats nothing. A claim the sender
 gives back (stopped before the message was tried) is released at once.
 
