@@ -19,10 +19,13 @@ are done here instead, for speed, because dkimpy does them in pure Python:
   the cost of everything else a send does per member.
 - The body hash: a body this project writes (base64 lines, CRLF, no
   trailing spaces) is already in relaxed canonical form, so it is hashed as
-  it is; `_is_relaxed_canonical` checks that with a few byte searches, and
+  it is; `is_relaxed_canonical` checks that with a few byte searches, and
   any other body goes through dkimpy's canonicalisation. That saves 3.5 ms a
-  message on an 80 KB digest. tests/test_dkim.py verifies the result with
-  dkimpy's own verifier, and compares the two paths on made-up bodies.
+  message on an 80 KB digest. A caller that makes every copy in one frame
+  (the Mailer: base64 lines between fixed MIME parts) checks the frame once
+  and says so (`canonical_body=True`), which saves the searches, 0.2 ms a
+  copy. tests/test_dkim.py verifies the result with dkimpy's own verifier,
+  and compares the two paths on made-up bodies.
 """
 
 from __future__ import annotations
@@ -85,25 +88,31 @@ class Signer:
     selector: str
     key: rsa.RSAPrivateKey
 
-    def sign(self, data: bytes, timestamp: int) -> bytes:
+    def sign(self, data: bytes, timestamp: int, *, canonical_body: bool = False) -> bytes:
         """`data` (an RFC 5322 message, CRLF line ends) with a DKIM-Signature on top.
 
         `timestamp` (seconds since the epoch) is the t= tag: when it was
-        signed. Raises ValueError for data without a header/body split.
+        signed. `canonical_body`: the caller vouches that the body is in
+        relaxed canonical form already (see `is_relaxed_canonical`), so it
+        is not searched again. Raises ValueError for data without a
+        header/body split.
         """
-        return self.signature(data, timestamp) + data
+        return self.signature(data, timestamp, canonical_body=canonical_body) + data
 
-    def signature(self, data: bytes, timestamp: int) -> bytes:
+    def signature(self, data: bytes, timestamp: int, *, canonical_body: bool = False) -> bytes:
         """The DKIM-Signature header line (folded, CRLF-ended) for `data`."""
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if not sep:
+        split = data.find(b"\r\n\r\n")
+        if split < 0:
             raise ValueError("a message needs a blank line between its header and body")
-        headers, _body = dkim.rfc822_parse(head + b"\r\n\r\n")
-        if _is_relaxed_canonical(body):
-            canonical = body
+        headers, _body = dkim.rfc822_parse(data[:split + 4])
+        if canonical_body:
+            hashed = hashlib.sha256(memoryview(data)[split + 4:])
         else:
-            canonical = _RELAXED.canonicalize_body(dkim.rfc822_parse(data)[1])
-        body_hash = base64.b64encode(hashlib.sha256(canonical).digest())
+            body = data[split + 4:]
+            if not is_relaxed_canonical(body):
+                body = _RELAXED.canonicalize_body(dkim.rfc822_parse(data)[1])
+            hashed = hashlib.sha256(body)
+        body_hash = base64.b64encode(hashed.digest())
         signed = _header_list(headers)
         tags = b"; ".join([
             b"v=1", b"a=rsa-sha256", b"c=relaxed/relaxed",
@@ -136,7 +145,7 @@ def _header_list(headers: list[list[bytes]]) -> list[bytes]:
     return [name for name in names for _ in range(present.get(name, 0) + 1)]
 
 
-def _is_relaxed_canonical(body: bytes) -> bool:
+def is_relaxed_canonical(body: bytes) -> bool:
     """Whether dkimpy's relaxed body canonicalisation would leave `body` as it is.
 
     RFC 6376 §3.4.4 (and dkimpy, which first turns bare LF into CRLF):

@@ -207,6 +207,25 @@ def test_a_message_is_the_same_bytes_as_assembled_the_slow_way(room: Newsroom) -
     assert b"\r\nTo: =?utf-8?b?546L5LqU?= <wang@example.org>\r\n" in data
 
 
+def test_every_copy_carries_its_whole_bodies_in_base64_as_the_email_package_would(
+    room: Newsroom,
+) -> None:
+    """Names and addresses of every length put the fixed text at every offset in a
+    base64 line (the fixed lines are encoded once per offset and reused): each
+    copy's bodies are still exactly its own text and HTML, encoded whole."""
+    make_issue(room, 3)
+    digest = room.digest()
+    mailer = Mailer(digest, room.config, b"key", NOW)
+    rnd = random.Random(11)
+    for i, name in enumerate(many_names(150)):
+        local = "".join(rnd.choice("abcdefghij-0123") for _ in range(rnd.randint(1, 40)))
+        member = Member(email=f"m{i}{local}@example.org", name=name)
+        data = mailer.message(member).data
+        html, text = personalise(digest, member, _unsubscribe_url(data))
+        assert b"\r\n\r\n" + _base64_lines(text) + b"\r\n--" in data, member
+        assert b"\r\n\r\n" + _base64_lines(html) + b"\r\n--" in data, member
+
+
 def _unsubscribe_url(data: bytes) -> str:
     line = next(x for x in data.split(b"\r\n") if x.startswith(b"List-Unsubscribe: <"))
     return line.split(b"<", 1)[1].split(b">", 1)[0].decode()
