@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gongbao_feed.config import SmtpConfig
 from gongbao_feed.deliver import Message, Outcome, made_ahead
 from gongbao_feed.models import Member
+from gongbao_feed.signing import is_relaxed_canonical
 from gongbao_feed.smtp import SmtpTransport
 from tests.smtp_server import PASSWORD, USERNAME, SmtpTestServer
 
@@ -141,10 +142,15 @@ def run_transport(
         # Signed one by one, one message ahead of the transport, as a send's loop
         # makes (and signs) each member's copy: deliver.made_ahead, the same code.
         by_email = {m.email: m for m in msgs}
+        # Every copy has the same body, as a send's copies share their frame: checked
+        # once, as the Mailer checks its frame once (signing.is_relaxed_canonical).
+        first = msgs[0].data
+        canonical = is_relaxed_canonical(first[first.index(b"\r\n\r\n") + 4:])
 
         def signed(member: Member) -> Message:
             m = by_email[member.email]
-            return replace(m, data=signer.sign(m.data[m.data.index(b"From: "):], 1_795_000_000))
+            data = m.data[m.data.index(b"From: "):]
+            return replace(m, data=signer.sign(data, 1_795_000_000, canonical_body=canonical))
 
         members = [Member(email=m.email) for m in msgs]
         stream = (made for _member, made in made_ahead(members, lambda _e: True, signed)

@@ -15,13 +15,13 @@ Each message ends in exactly one report:
                                 with the last reply) when it was waiting
                                 to be tried again
 
-A connection reports a message as soon as the relay answered DATA, on a
-thread of its own, while the next message goes out: MAIL, RCPT, DATA and
-the body are sent while the ledger records the last one, and the next
-message's final dot (the moment the relay takes it, RFC 5321 §4.1.1.4)
-waits until that record is written. So a crash between the relay's 2xx
-and the ledger write can still repeat at most one message per connection,
-and the ledger's round trip is off the send's path. (So can a connection
+A connection reports a message after the relay answered DATA, once the
+next message's MAIL, RCPT, DATA and body have gone: the ledger records it
+while the relay reads that body, and the next message's final dot (the
+moment the relay takes it, RFC 5321 §4.1.1.4) is sent only when the record
+is written. So a crash between the relay's 2xx and the ledger write can
+still repeat at most one message per connection, and the ledger's round
+trip is off the send's path. (So can a connection
 lost after the final dot and before the reply, which SMTP cannot tell from
 a message not taken: RFC 1047. The copy repeated keeps its Message-ID.) A
 message for several recipients is SENT when the relay took it for any of
@@ -36,7 +36,6 @@ DeliveryError that names the setting to check.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import heapq
 import random
@@ -147,38 +146,36 @@ class _Abandoned(Exception):
 
 
 class _Behind:
-    """One connection's reports, made on a thread of their own, at most one at a time.
+    """One connection's last report, held until the next message's body is sent.
 
-    `report` hands an outcome over and returns; `wait` returns when it is
-    recorded, or raises what recording it raised. The connection waits
-    before each final dot, so no more than one message of its is ever taken
-    by the relay and not yet recorded.
+    `report` hands an outcome over: the one held before is recorded first,
+    and this one waits. `before_dot` records it when the next message's
+    body has gone, so the record is written while the relay still reads
+    that body (its own work, in its own process), and raises _Abandoned if
+    recording failed or the send was stopped meanwhile. No more than one
+    message of a connection is ever taken by the relay and not yet recorded.
     """
 
-    def __init__(self, run: _Run, name: str) -> None:
+    def __init__(self, run: _Run) -> None:
         self._run = run
-        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
-        self._pending: concurrent.futures.Future[None] | None = None
+        self._held: Outcome | None = None
 
     def report(self, outcome: Outcome) -> None:
-        self.wait()
-        self._pending = self._thread.submit(self._run.report, outcome)
+        self.flush()
+        self._held = outcome
 
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._run.report(held)
 
     def before_dot(self) -> None:
         try:
-            self.wait()
+            self.flush()
         except BaseException as exc:
             raise _Abandoned(exc) from exc
         if self._run.over():
             raise _Abandoned()
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
 
 
 def _text(reply: bytes | str) -> str:
@@ -294,20 +291,19 @@ class SmtpTransport:
 
     # -- one connection -------------------------------------------------------------
     def _work(self, run: _Run, link: _Link | None) -> None:
-        behind = _Behind(run, threading.current_thread().name + "-report")
+        behind = _Behind(run)
         try:
             self._loop(run, link, behind)
         finally:
             try:
-                behind.wait()  # the last message's report
+                behind.flush()  # the last message's report
             except BaseException as exc:
                 run.fail(exc)
-            behind.close()
 
     def _loop(self, run: _Run, link: _Link | None, behind: _Behind) -> None:
         try:
             while run.pace():
-                job = run.next_job()
+                job = run.next_job(before_wait=behind.flush)
                 if job is None:
                     break
                 try:
@@ -658,29 +654,41 @@ class _Run:
                 return False
         return not self.over()
 
-    def next_job(self) -> _Job | None:
-        """A message due to be tried again, else the next new one; None when done."""
-        with self._cond:
-            while not self.over():
-                now = time.monotonic()
-                if self._waiting and self._waiting[0].due <= now:
-                    self._busy += 1
-                    return heapq.heappop(self._waiting).job
-                if not self._exhausted:
-                    try:
-                        message = next(self._source)
-                    except StopIteration:
-                        self._exhausted = True
-                        continue
-                    self._busy += 1
-                    return _Job(message)
-                if not self._waiting and not self._busy:
+    def next_job(self, before_wait: Callable[[], None] = lambda: None) -> _Job | None:
+        """A message due to be tried again, else the next new one; None when done.
+
+        `before_wait` runs once, outside the lock, before the first wait for
+        a message: a connection records its held report there instead of
+        holding it while another's retry pauses (which could outlast a lease).
+        """
+        ready = False
+        while True:
+            with self._cond:
+                while not self.over():
+                    now = time.monotonic()
+                    if self._waiting and self._waiting[0].due <= now:
+                        self._busy += 1
+                        return heapq.heappop(self._waiting).job
+                    if not self._exhausted:
+                        try:
+                            message = next(self._source)
+                        except StopIteration:
+                            self._exhausted = True
+                            continue
+                        self._busy += 1
+                        return _Job(message)
+                    if not self._waiting and not self._busy:
+                        return None
+                    if not ready:
+                        break
+                    due = self._waiting[0].due - now if self._waiting else _POLL
+                    self._idle += 1
+                    self._cond.wait(min(due, _POLL))
+                    self._idle -= 1
+                else:
                     return None
-                due = self._waiting[0].due - now if self._waiting else _POLL
-                self._idle += 1
-                self._cond.wait(min(due, _POLL))
-                self._idle -= 1
-            return None
+            before_wait()
+            ready = True
 
     def job_done(self) -> None:
         with self._cond:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,28 @@ def test_temporary_failures_give_up_after_max_attempts(tmp_path: Path) -> None:
     o = report.by_email()[emails[1]]
     assert (o.state, o.permanent, o.code, o.attempts) == (DeliveryState.FAILED, False, 451, 3)
     assert "try again later" in o.detail
+
+
+def test_a_sent_message_is_recorded_before_the_connection_waits_for_a_retry(
+    tmp_path: Path,
+) -> None:
+    """A connection holds its last report until the next body is out; when the next
+    thing to do is wait out a retry's pause, it records first, so a claim is never
+    left unsettled (and its lease running) through a pause."""
+    first, second = addresses(2)
+    faults = Faults(soft_fail_once=frozenset({second}))
+    when: dict[str, float] = {}
+
+    def record(outcome: Outcome) -> None:
+        when[outcome.message.email] = time.monotonic()
+
+    with SmtpTestServer(tmp_path / "relay", faults=faults) as relay:
+        cfg = SmtpConfig.model_validate(relay.smtp_settings())
+        slow = SmtpTransport(cfg, PASSWORD, ca_file=Path(cfg.ca_file), backoff=4.0)
+        slow.deliver(make_messages([first, second]), record, threading.Event())
+        assert sorted(relay.by_recipient()) == [first, second]
+    # The retry waits 2-4 s; the first message was recorded before that wait began.
+    assert when[second] - when[first] > 1.5
 
 
 def test_one_refused_recipient_does_not_stop_the_others(tmp_path: Path) -> None:
