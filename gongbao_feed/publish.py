@@ -908,6 +908,16 @@ class Newsroom:
             report.error = exc.message
             exc.report = report
             raise
+        except self.store.errors() as exc:
+            error = StoreError(
+                _("the database failed during the send: {reason}").format(
+                    reason=" ".join(str(getattr(exc, "orig", None) or exc).split())),
+                hint=_("check [database] url and that the database is up, then run "
+                       "`gongbao-feed send` again: it skips every member recorded as sent"),
+            )
+            report.error = error.message
+            error.report = report
+            raise error from None
         return report
 
     # -- bounces, complaints and mailed unsubscribes ---------------------------------

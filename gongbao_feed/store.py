@@ -328,6 +328,12 @@ class Store:
         with self.engine.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a failing database raises: SQLAlchemy's errors, and the driver's own
+        (DriverStatement runs on the driver's cursor), for a caller that must turn a
+        database gone away into a clear message."""
+        return (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error)
+
     def hot(self, statement: ClauseElement) -> DriverStatement:
         """`statement` compiled once for this database, to run on a driver connection."""
         return DriverStatement(statement, self.engine.dialect)

@@ -69,12 +69,16 @@ class RecordingTransport:
     never patched in. `refuse` maps an address to the Outcome fields of a
     refusal (`{"code": 550, "detail": "…", "permanent": True}`); every other
     message is reported SENT. `delivered` holds the messages in order.
+    `after_each`, if set, is called with each message after its report: a
+    test changes the world there mid-send (a member unsubscribes, the
+    database goes away).
     """
 
     name: str = "recording"
     redelivery_replaces: bool = False
     refuse: dict[str, dict[str, object]] = field(default_factory=dict)
     delivered: list[Message] = field(default_factory=list)
+    after_each: Callable[[Message], None] | None = None
 
     def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
         for message in messages:
@@ -92,3 +96,5 @@ class RecordingTransport:
                 continue
             self.delivered.append(message)
             report(Outcome(message, DeliveryState.SENT))
+            if self.after_each is not None:
+                self.after_each(message)

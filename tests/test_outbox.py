@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gongbao_feed.deliver import make_transport
-from gongbao_feed.errors import DeliveryError
+from gongbao_feed.deliver import SendReport, make_transport
+from gongbao_feed.errors import DeliveryError, StoreError
 from gongbao_feed.models import DeliveryState, Member
 from gongbao_feed.outbox import eml_name, issue_folder
 from gongbao_feed.publish import Newsroom
@@ -275,3 +275,32 @@ def test_an_injected_transport_is_used_and_its_refusals_are_recorded(room: Newsr
         "c@example.org": (DeliveryState.SENT, False, None),
     }
     assert not room.config.outbox_dir.exists() or not any(room.config.outbox_dir.iterdir())
+
+
+def test_a_database_that_fails_mid_send_stops_it_with_the_counts_so_far(
+    room: Newsroom,
+) -> None:
+    """The ledger's table goes away after the third message: the send stops with
+    one clear error that names the database, and the report says what was sent."""
+    make_issue(room, 1)
+    for n in range(6):
+        room.add_member(f"m{n}@example.org", "")
+
+    def take_the_table_away(message: object) -> None:
+        if len(fake.delivered) == 3:
+            with room.store.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE deliveries RENAME TO deliveries_gone")
+
+    fake = RecordingTransport(after_each=take_the_table_away)
+    with (
+        Newsroom(room.config, room.clock, transport=fake) as sender,
+        pytest.raises(StoreError) as stopped,
+    ):
+        sender.send()
+    error = stopped.value
+    assert error.message.startswith("the database failed during the send: no such table")
+    assert "[database] url" in (error.hint or "")
+    report = error.report
+    assert isinstance(report, SendReport)
+    assert (report.sent, report.error) == (3, error.message)
+    assert report.to_json()["error"] == error.message
