@@ -29,14 +29,16 @@ deliveries` shows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ARRAY, and_, bindparam, delete, func, or_, select, true, update
 from sqlalchemy.engine import Connection
@@ -54,6 +56,18 @@ PENDING, SENT, FAILED = (s.value for s in DeliveryState)
 def sender_name() -> str:
     """Who holds a claim: host, process and a random tag (a pid can come back)."""
     return f"{host.name()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _locked(method: _Method) -> _Method:
+    """Run a Ledger method holding the ledger's lock."""
+    @functools.wraps(method)
+    def locked(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 class Ledger:
@@ -105,8 +119,13 @@ class Ledger:
         self._autocommit = contextlib.ExitStack()
         self._driver: Any = None
         self._settle = store.hot(_SETTLE)
+        #: The send loop's threads share one ledger: the SMTP connections settle,
+        #: the message source releases and fails claims, and a flush must take the
+        #: outcomes waiting and write them in one step.
+        self._lock = threading.RLock()
 
     # -- claim --------------------------------------------------------------------
+    @_locked
     def claim(self, limit: int) -> list[Member]:
         """Hold the next `limit` active members who need this issue; [] when none are left.
 
@@ -195,7 +214,7 @@ class Ledger:
             emails_param = bindparam("emails", list(emails), type_=ARRAY(d.c.email.type))
             addresses = select(func.unnest(emails_param).label("email")).subquery()
         else:
-            emails_param = bindparam("emails", json.dumps(list(emails)))
+            emails_param = bindparam("emails", json.dumps(list(emails), ensure_ascii=False))
             addresses = select(
                 func.json_each(emails_param).table_valued("value").c.value.label("email")
             ).subquery()
@@ -208,6 +227,7 @@ class Ledger:
         ).returning(d.c.email)
         return list(conn.execute(stmt).scalars())
 
+    @_locked
     def renew(self, force: bool = False) -> None:
         """Push this sender's leases forward; cheap to call often (acts every lease/3)."""
         if not self._held:
@@ -224,6 +244,7 @@ class Ledger:
         self._renewed = self.monotonic()
 
     # -- settle -------------------------------------------------------------------
+    @_locked
     def settle(self, outcome: Outcome) -> None:
         """Record what the transport reported for one claimed member.
 
@@ -242,6 +263,7 @@ class Ledger:
             self.flush()
         self.renew()
 
+    @_locked
     def fail(self, member: Member, detail: str) -> None:
         """Settle a claim whose message could not even be made: a permanent failure."""
         self.flush()
@@ -252,6 +274,7 @@ class Ledger:
             )])
         self._held.discard(member.email)
 
+    @_locked
     def flush(self) -> None:
         """Commit the outcomes waiting in a batch."""
         waiting, self._waiting = self._waiting, []
@@ -288,6 +311,7 @@ class Ledger:
             "code": code, "detail": detail, "message_id": message_id, "updated": self.now(),
         }
 
+    @_locked
     def release(self, emails: Iterable[str]) -> None:
         """Give back claims whose messages were never tried: claimable again at once.
 
@@ -306,6 +330,7 @@ class Ledger:
             conn.execute(update(d).where(mine).values(state=FAILED, lease_until=None))
         self._held.difference_update(emails)
 
+    @_locked
     def close(self) -> None:
         """Commit what waits, and give back every claim still held (a stop or an error)."""
         try:

@@ -161,8 +161,9 @@ class _Behind:
         self._held: Outcome | None = None
 
     def report(self, outcome: Outcome) -> None:
-        self.flush()
-        self._held = outcome
+        held, self._held = self._held, outcome
+        if held is not None:
+            self._run.report(held)
 
     def flush(self) -> None:
         held, self._held = self._held, None
@@ -255,7 +256,8 @@ class SmtpTransport:
         """Send every message over up to `smtp.connections` connections.
 
         Returns when all are reported or `stop` is set (each connection
-        finishes and reports the message in flight first). Raises
+        reports what the relay took, and leaves a message whose final dot it
+        held back unfinished, reported pending). Raises
         DeliveryError for a problem that no retry fixes. The first
         connection is opened before the first message is taken, so a wrong
         password or certificate fails the send with nothing taken or sent.
@@ -291,27 +293,22 @@ class SmtpTransport:
 
     # -- one connection -------------------------------------------------------------
     def _work(self, run: _Run, link: _Link | None) -> None:
+        # The last report is held until the next body is out (see _Behind), and
+        # recorded first wherever the connection could otherwise wait with it:
+        # a pace slot, a retry's pause, QUIT, a reconnect's pauses, the end.
         behind = _Behind(run)
         try:
-            self._loop(run, link, behind)
-        finally:
-            try:
-                behind.flush()  # the last message's report
-            except BaseException as exc:
-                run.fail(exc)
-
-    def _loop(self, run: _Run, link: _Link | None, behind: _Behind) -> None:
-        try:
-            while run.pace():
+            while run.pace(before_wait=behind.flush):
                 job = run.next_job(before_wait=behind.flush)
                 if job is None:
                     break
                 try:
-                    if link is not None and link.used >= self.settings.messages_per_connection:
-                        self._close(link, polite=True)
-                        link = None
-                    if link is None:
+                    if link is None or link.used >= self.settings.messages_per_connection:
                         try:
+                            behind.flush()
+                            if link is not None:
+                                self._close(link, polite=True)
+                                link = None
                             link = self._connect(run)
                         except BaseException:
                             run.put_back(job)  # never tried: reported pending at the end
@@ -325,6 +322,10 @@ class SmtpTransport:
         except BaseException as exc:
             run.fail(exc)
         finally:
+            try:
+                behind.flush()
+            except BaseException as exc:
+                run.fail(exc)
             if link is not None:
                 self._close(link, polite=True)
 
@@ -341,6 +342,8 @@ class SmtpTransport:
             answer = self._transact(link.smtp, msg, behind.before_dot)
         except _Abandoned as exc:
             self._close(link)  # mid-DATA: only closing ends it, and the relay drops it
+            if exc.cause is not None:
+                run.fail(exc.cause)  # first, so no other connection takes the job up
             run.put_back(job)
             if exc.cause is not None:
                 raise exc.cause from None
@@ -643,15 +646,18 @@ class _Run:
             self._stop.wait(min(left, _POLL))
         return True
 
-    def pace(self) -> bool:
-        """Wait for the next slot under `smtp.rate`; False if the run is over."""
+    def pace(self, before_wait: Callable[[], None] = lambda: None) -> bool:
+        """Wait for the next slot under `smtp.rate`; False if the run is over.
+        `before_wait` runs first when there is a wait (see next_job)."""
         if self._interval:
             with self._pace_lock:
                 now = time.monotonic()
                 slot = max(now, self._next_slot)
                 self._next_slot = slot + self._interval
-            if slot > now and self.wait(slot - now):
-                return False
+            if slot > now:
+                before_wait()
+                if self.wait(slot - now):
+                    return False
         return not self.over()
 
     def next_job(self, before_wait: Callable[[], None] = lambda: None) -> _Job | None:

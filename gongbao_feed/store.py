@@ -1187,6 +1187,8 @@ class DriverStatement:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
+        if any(b.expanding or b.literal_execute for b in compiled.binds.values()):
+            raise ValueError("a DriverStatement takes no IN-list or literal-execute parameters")
         self.sql = compiled.string
         self._compiled = compiled
         self._order = compiled.positiontup if compiled.positional else None
@@ -1197,7 +1199,7 @@ class DriverStatement:
         }
 
     def parameters(self, values: dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
-        params = self._compiled.construct_params(values)
+        params = self._compiled.construct_params(values, escape_names=False)
         for name, process in self._processors.items():
             if name in params:
                 params[name] = process(params[name])

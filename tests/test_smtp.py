@@ -270,6 +270,28 @@ def test_a_record_that_fails_holds_back_the_next_message(relay: SmtpTestServer) 
     assert [o.state for o in seen[:3]] == [DeliveryState.SENT] * 3
 
 
+def test_a_refusal_after_a_failed_record_is_still_reported(tmp_path: Path) -> None:
+    """Recording the first message fails while the second is refused for good: the
+    send stops with the error, and the refusal is still reported, not dropped."""
+    first, second = addresses(2)
+    seen: list[Outcome] = []
+
+    def record(outcome: Outcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 1:
+            raise RuntimeError("the ledger is gone")
+
+    with (
+        SmtpTestServer(tmp_path / "relay", faults=Faults(hard_fail=frozenset({second}))) as relay,
+        pytest.raises(RuntimeError, match="the ledger is gone"),
+    ):
+        transport(relay).deliver(make_messages([first, second]), record, threading.Event())
+    assert [(o.message.email, o.state, o.permanent) for o in seen] == [
+        (first, DeliveryState.SENT, False),
+        (second, DeliveryState.FAILED, True),
+    ]
+
+
 def test_a_message_stopped_between_tries_is_reported_with_its_last_failure(
     tmp_path: Path,
 ) -> None:
