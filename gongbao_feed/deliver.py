@@ -14,9 +14,8 @@ nor SMTP imports this module.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
+import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -158,46 +157,54 @@ def made_ahead(
     members: Iterable[Member],
     is_active: Callable[[str], bool],
     make_message: Callable[[Member], Message],
-    *,
-    makers: int = 2,
 ) -> Iterator[tuple[Member, _Made]]:
-    """Each member with their copy (None: no longer subscribed), in order, made ahead.
+    """Each member with their copy (None: no longer subscribed), made ahead of the caller.
 
-    The next copies are checked and made on `makers` threads while the
-    transport hands the current one over (the relay's round trips, a file's
-    fsync), so the database lookup and the personalisation are off the
-    send's critical path; with two, one copy's DKIM signature (OpenSSL,
-    which lets go of the interpreter's lock) is made while the other copy
-    is personalised. Only the check and the making run there; every ledger
-    write stays with the caller, in order, so a claim is still settled
-    before the next message goes out, and a crash repeats no more than
-    before. At most `makers` copies are being made while one is handed
-    over, so the check is at most `makers + 1` messages older than the
-    send: still "at once" for an unsubscribe. Stopping early (a stop, a
-    fatal error) leaves the copies made unused: their claims are still
-    held, and the ledger's close gives them back. An error the making
-    raises (the database went away) is raised here, in its turn.
+    The next copy is checked and made on a second thread while the transport
+    hands the current one over (the relay's round trips, a file's fsync), so
+    the database lookup and the personalisation are off the send's critical
+    path. Only the check and the making run there; every ledger write stays
+    with the caller, in order, so a claim is still settled before the next
+    message goes out, and a crash repeats no more than before. At most two
+    copies wait made (one handed over, one finished behind it), so the check
+    is at most two messages older than the send: still "at once" for an
+    unsubscribe. Stopping early (a stop, a fatal error) leaves the made copy
+    unused: its claim is still held, and the ledger's close gives it back.
     """
-    def make(member: Member) -> _Made:
-        if not is_active(member.email):
-            return None
-        try:
-            return make_message(member)
-        except DeliveryError as exc:
-            return exc
+    ready: queue.Queue[tuple[Member, _Made] | BaseException | None] = queue.Queue(maxsize=1)
+    closed = threading.Event()
 
-    window: collections.deque[tuple[Member, concurrent.futures.Future[_Made]]] = (
-        collections.deque())
-    with concurrent.futures.ThreadPoolExecutor(makers, thread_name_prefix="make-ahead") as pool:
+    def put(item: tuple[Member, _Made] | BaseException | None) -> bool:
+        while not closed.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def make() -> None:
         try:
             for member in members:
-                window.append((member, pool.submit(make, member)))
-                if len(window) > makers:
-                    ready, made = window.popleft()
-                    yield ready, made.result()
-            while window:
-                ready, made = window.popleft()
-                yield ready, made.result()
-        finally:
-            for _member, left in window:
-                left.cancel()
+                made: _Made = None
+                if is_active(member.email):
+                    try:
+                        made = make_message(member)
+                    except DeliveryError as exc:
+                        made = exc
+                if not put((member, made)):
+                    return
+            put(None)
+        except BaseException as exc:  # the database went away: the caller raises it
+            put(exc)
+
+    maker = threading.Thread(target=make, name="make-ahead", daemon=True)
+    maker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
+        maker.join()
