@@ -165,7 +165,8 @@ def made_ahead(
     the database lookup and the personalisation are off the send's critical
     path. Only the check and the making run there; every ledger write stays
     with the caller, in order, so a claim is still settled before the next
-    message goes out, and a crash repeats no more than before. At most two
+    message is handed over whole (for SMTP, before its final dot), and a
+    crash repeats no more than before. At most two
     copies wait made (one handed over, one finished behind it), so the check
     is at most two messages older than the send: still "at once" for an
     unsubscribe. Stopping early (a stop, a fatal error) leaves the made copy
