@@ -166,11 +166,11 @@ def made_ahead(
     path. Only the check and the making run there; every ledger write stays
     with the caller, in order, so a claim is still settled before the next
     message is handed over whole (for SMTP, before its final dot), and a
-    crash repeats no more than before. At most two
-    copies wait made (one handed over, one finished behind it), so the check
-    is at most two messages older than the send: still "at once" for an
-    unsubscribe. Stopping early (a stop, a fatal error) leaves the made copy
-    unused: its claim is still held, and the ledger's close gives it back.
+    crash repeats no more than before. At most two copies wait made (one
+    handed over, one finished behind it), so the check is at most two
+    messages older than the send: still "at once" for an unsubscribe.
+    Stopping early (a stop, a fatal error) leaves the made copy unused: its
+    claim is still held, and the ledger's close gives it back.
     """
     ready: queue.Queue[tuple[Member, _Made] | BaseException | None] = queue.Queue(maxsize=1)
     closed = threading.Event()

@@ -657,15 +657,7 @@ def _crlf(text: str) -> bytes:
 def _base64_bytes(data: bytes) -> bytes:
     """Bytes already in canonical form, base64 in 76-character lines, no final CRLF."""
     encoded = binascii.b2a_base64(data, newline=False)
-    return b"\r\n".join(map(encoded.__getitem__, _lines(-(-len(encoded) // 76))))
-
-
-@functools.lru_cache(maxsize=64)
-def _lines(count: int) -> tuple[slice, ...]:
-    """The first `count` 76-character lines of base64 (RFC 2045 §6.8). Copies of one
-    digest differ in a line or two, so each send makes these a few times, not once
-    per member."""
-    return tuple(slice(i, i + 76) for i in range(0, 76 * count, 76))
+    return b"\r\n".join([encoded[i:i + 76] for i in range(0, len(encoded), 76)])
 
 
 def _crlf_between(groups: list[bytes]) -> list[bytes]:

@@ -69,13 +69,11 @@ def one_line_problem(value: str) -> str | None:
     found = _UNFIT.search(value)
     if found is None:
         return None
-    for ch in value[found.start():]:
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Zl", "Zp", "Cs"):
-            kind = _("a line break") if ch in _BREAKS or category in ("Zl", "Zp") else (
-                _("a control character") if category == "Cc" else _("an unpaired surrogate"))
-            return f"{kind} (U+{ord(ch):04X})"
-    return None
+    ch = found.group()
+    category = unicodedata.category(ch)
+    kind = _("a line break") if ch in _BREAKS or category in ("Zl", "Zp") else (
+        _("a control character") if category == "Cc" else _("an unpaired surrogate"))
+    return f"{kind} (U+{ord(ch):04X})"
 
 
 _BREAKS = set("\r\n\v\f\x1c\x1d\x1e\x85")

@@ -291,8 +291,7 @@ class Ledger:
         if len(rows) == 1:
             # One statement commits on its own, for every message sent over SMTP.
             if self._driver is None:
-                held = self._autocommit.enter_context(self.store.autocommit())
-                self._driver = held.connection.dbapi_connection
+                self._driver = self._autocommit.enter_context(self.store.autocommit())
             try:
                 self._settle.execute(self._driver, rows[0])
             except BaseException:

@@ -441,14 +441,20 @@ class Newsroom:
             feeds=store.feed_ids("feed"),
         )
         minted = mint_ids(articles, issues, self.config, known, sections)
+
+        def kept(kind: str, ids: dict[str, str], stored: dict[str, str]) -> dict[str, str]:
+            # Only ids minted now are stored (nothing is written when none are new);
+            # one another render stored first stands.
+            theirs = store.keep_feed_ids(kind, {k: v for k, v in ids.items()
+                                                if k not in stored}, now)
+            return {k: theirs.get(k, v) for k, v in ids.items()}
+
+        issue_ids = kept("issue", {str(n): v for n, v in minted.issues.items()},
+                         {str(n): v for n, v in known.issues.items()})
         return FeedIds(
-            articles=store.keep_feed_ids("article", dict(minted.articles), now),
-            issues={
-                int(k): v for k, v in store.keep_feed_ids(
-                    "issue", {str(n): v for n, v in minted.issues.items()}, now
-                ).items()
-            },
-            feeds=store.keep_feed_ids("feed", dict(minted.feeds), now),
+            articles=kept("article", dict(minted.articles), known.articles),
+            issues={int(k): v for k, v in issue_ids.items()},
+            feeds=kept("feed", dict(minted.feeds), known.feeds),
         )
 
     # -- articles as an editor sees them (editorial.py) ---------------------------

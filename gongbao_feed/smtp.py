@@ -37,6 +37,7 @@ DeliveryError that names the setting to check.
 from __future__ import annotations
 
 import contextlib
+import enum
 import heapq
 import random
 import re
@@ -59,6 +60,15 @@ from .transport import Outcome, Report
 
 #: How often a waiting connection looks at the stop event, in seconds.
 _POLL = 0.2
+
+
+class _Wait(enum.Enum):
+    """What _Run._take says when there is nothing to take yet, but there will be."""
+
+    WAIT = enum.auto()
+
+
+_WAIT = _Wait.WAIT
 
 
 class _NoDelay:
@@ -342,12 +352,12 @@ class SmtpTransport:
             answer = self._transact(link.smtp, msg, behind.before_dot)
         except _Abandoned as exc:
             self._close(link)  # mid-DATA: only closing ends it, and the relay drops it
-            if exc.cause is not None:
-                run.fail(exc.cause)  # first, so no other connection takes the job up
+            if exc.cause is None:  # stopped
+                run.put_back(job)
+                return None
+            run.fail(exc.cause)  # first, so no other connection takes the job up
             run.put_back(job)
-            if exc.cause is not None:
-                raise exc.cause from None
-            return None
+            raise exc.cause from None
         if answer.dropped:
             self._close(link)
             if reused and answer.stage == "MAIL FROM" and not job.free_retry_used:
@@ -580,8 +590,7 @@ class SmtpTransport:
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def _data(smtp: smtplib.SMTP, data: bytes,
-          before_dot: Callable[[], None] = lambda: None) -> tuple[int, bytes]:
+def _data(smtp: smtplib.SMTP, data: bytes, before_dot: Callable[[], None]) -> tuple[int, bytes]:
     """DATA, the message, the final dot: the relay's reply (354's refusal included).
 
     `before_dot` runs when all but the final dot is sent; if it raises, the
@@ -667,34 +676,37 @@ class _Run:
         a message: a connection records its held report there instead of
         holding it while another's retry pauses (which could outlast a lease).
         """
-        ready = False
-        while True:
-            with self._cond:
-                while not self.over():
-                    now = time.monotonic()
-                    if self._waiting and self._waiting[0].due <= now:
-                        self._busy += 1
-                        return heapq.heappop(self._waiting).job
-                    if not self._exhausted:
-                        try:
-                            message = next(self._source)
-                        except StopIteration:
-                            self._exhausted = True
-                            continue
-                        self._busy += 1
-                        return _Job(message)
-                    if not self._waiting and not self._busy:
-                        return None
-                    if not ready:
-                        break
-                    due = self._waiting[0].due - now if self._waiting else _POLL
-                    self._idle += 1
-                    self._cond.wait(min(due, _POLL))
-                    self._idle -= 1
-                else:
-                    return None
-            before_wait()
-            ready = True
+        with self._cond:
+            job = self._take()
+        if job is not _WAIT:
+            return job
+        before_wait()
+        with self._cond:
+            while (job := self._take()) is _WAIT:
+                due = self._waiting[0].due - time.monotonic() if self._waiting else _POLL
+                self._idle += 1
+                self._cond.wait(min(due, _POLL))
+                self._idle -= 1
+            return job
+
+    def _take(self) -> _Job | _Wait | None:
+        """Under the lock: a job, None (all done, or the run is over), or _WAIT."""
+        while not self.over():
+            if self._waiting and self._waiting[0].due <= time.monotonic():
+                self._busy += 1
+                return heapq.heappop(self._waiting).job
+            if not self._exhausted:
+                try:
+                    message = next(self._source)
+                except StopIteration:
+                    self._exhausted = True
+                    continue
+                self._busy += 1
+                return _Job(message)
+            if not self._waiting and not self._busy:
+                return None
+            return _WAIT
+        return None
 
     def job_done(self) -> None:
         with self._cond:

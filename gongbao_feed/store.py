@@ -321,12 +321,13 @@ class Store:
             conn.commit()
 
     @contextmanager
-    def autocommit(self) -> Iterator[Connection]:
-        """One connection in autocommit, held: each statement its own transaction,
-        seeing every other process's latest commit. For the send loop's
-        DriverStatements, which run on its driver connection."""
+    def autocommit(self) -> Iterator[Any]:
+        """The driver's own connection (DBAPI), in autocommit, held: each statement its
+        own transaction, seeing every other process's latest commit. For the send
+        loop's DriverStatements; back to the pool on exit."""
         with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn.connection.dbapi_connection
 
     def errors(self) -> tuple[type[BaseException], ...]:
         """What a failing database raises: SQLAlchemy's errors, and the driver's own
@@ -962,8 +963,7 @@ class Store:
         transaction kept open between checks."""
         status = self.hot(_MEMBER_STATUS)
         active = MemberStatus.ACTIVE.value
-        with self.autocommit() as conn:
-            driver = conn.connection.dbapi_connection
+        with self.autocommit() as driver:
 
             def is_active(email: str) -> bool:
                 rows = status.rows(driver, {"k_mailbox": mailbox_key(email)})
@@ -1180,9 +1180,8 @@ class DriverStatement:
     dialect, and each call builds its parameters as SQLAlchemy would
     (`construct_params`, then each type's bind processor: a datetime to
     SQLite's text, say) and hands them to the driver. Driver errors come
-    through as the driver raises them. `driver` is a DBAPI connection
-    (`Connection.connection.dbapi_connection`), in autocommit
-    (`Store.autocommit`).
+    through as the driver raises them. `driver` is a DBAPI connection in
+    autocommit (`Store.autocommit`).
     """
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:

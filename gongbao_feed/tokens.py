@@ -103,13 +103,49 @@ def _number(text: str) -> int:
     return int(text)
 
 
-@functools.lru_cache(maxsize=4)
-def _sealer(key: bytes) -> AESSIV:
-    """AES-SIV-256 under a key derived from the secret for this one purpose.
+#: Each sealed token's purpose: the label its key is derived under, and its associated
+#: data. A token opens only under its own purpose (other key, other AD).
+_Purpose = tuple[bytes, bytes]
 
-    Kept per key: deriving it and setting up the cipher cost more than
-    sealing one token, and a send seals one per member."""
-    return AESSIV(hmac.new(key, b"gongbao unsubscribe token v2", hashlib.sha512).digest())
+
+@functools.lru_cache(maxsize=12)
+def _cipher(key: bytes, label: bytes) -> AESSIV:
+    """AES-SIV-256 under a key derived from the secret for one purpose.
+
+    Kept per key and purpose: deriving it and setting up the cipher cost
+    more than sealing one token, and a send seals one per member."""
+    return AESSIV(hmac.new(key, label, hashlib.sha512).digest())
+
+
+def _seal(key: bytes, purpose: _Purpose, plain: str) -> str:
+    label, ad = purpose
+    return _b64(_cipher(key, label).encrypt(plain.encode(), [ad]))
+
+
+def _open(key: bytes, purpose: _Purpose, token: str) -> str:
+    """The text a token of this purpose seals; BadToken for anything we did not make."""
+    if len(token) > 2 * _MAX_EMAIL or "." in token:
+        raise BadToken("malformed token")
+    label, ad = purpose
+    try:
+        plain = _cipher(key, label).decrypt(_unb64(token), [ad])
+    except InvalidTag:
+        raise BadToken("token signature does not match") from None
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadToken("malformed token") from None
+
+
+def _number_then(text: str) -> tuple[int, str]:
+    """`N\nrest` as (N, rest), rest not empty; BadToken otherwise."""
+    first, sep, rest = text.partition("\n")
+    if not sep or not rest:
+        raise BadToken("malformed token")
+    return _number(first), rest
+
+
+_UNSUBSCRIBE: _Purpose = (b"gongbao unsubscribe token v2", _AD)
 
 
 def _mac(key: bytes, email: str, issue: int) -> bytes:
@@ -120,8 +156,7 @@ def sign(key: bytes, email: str, issue: int) -> str:
     """A URL-safe token naming the member and the issue, sealed with `key`."""
     if issue < 1:
         raise ValueError(f"issue number must be at least 1, not {issue}")
-    plain = f"{issue:d}\n{email}".encode()
-    return _b64(_sealer(key).encrypt(plain, [_AD]))
+    return _seal(key, _UNSUBSCRIBE, f"{issue:d}\n{email}")
 
 
 def verify(key: bytes, token: str) -> TokenClaims:
@@ -130,17 +165,8 @@ def verify(key: bytes, token: str) -> TokenClaims:
         raise BadToken("malformed token")
     if "." in token:
         return _verify_old(key, token)
-    try:
-        plain = _sealer(key).decrypt(_unb64(token), [_AD])
-    except InvalidTag:
-        raise BadToken("token signature does not match") from None
-    try:
-        issue_text, sep, email = plain.decode("utf-8").partition("\n")
-    except UnicodeDecodeError:
-        raise BadToken("malformed token") from None
-    if not sep or not email:
-        raise BadToken("malformed token")
-    return TokenClaims(email, _number(issue_text))
+    issue, email = _number_then(_open(key, _UNSUBSCRIBE, token))
+    return TokenClaims(email, issue)
 
 
 def _verify_old(key: bytes, token: str) -> TokenClaims:
@@ -176,9 +202,7 @@ class ApprovalClaims:
     expires: int  # Unix seconds (UTC)
 
 
-def _approval_sealer(key: bytes) -> AESSIV:
-    """AES-SIV-256 under a key derived from the same secret for approving only."""
-    return AESSIV(hmac.new(key, b"gongbao approve token v1", hashlib.sha512).digest())
+_APPROVE: _Purpose = (b"gongbao approve token v1", _APPROVE_AD)
 
 
 def sign_approval(key: bytes, issue: int, editor: str, expires: int) -> str:
@@ -188,26 +212,15 @@ def sign_approval(key: bytes, issue: int, editor: str, expires: int) -> str:
         raise ValueError(f"issue number must be at least 1, not {issue}")
     if expires < 1:
         raise ValueError(f"expiry must be a positive Unix time, not {expires}")
-    plain = f"{issue:d}\n{expires:d}\n{editor}".encode()
-    return _b64(_approval_sealer(key).encrypt(plain, [_APPROVE_AD]))
+    return _seal(key, _APPROVE, f"{issue:d}\n{expires:d}\n{editor}")
 
 
 def verify_approval(key: bytes, token: str, now: int) -> ApprovalClaims:
     """The claims of an approve token we made and that has not expired at `now`
     (Unix seconds); BadToken otherwise (forged, altered, another purpose, expired)."""
-    if len(token) > 2 * _MAX_EMAIL or "." in token:
-        raise BadToken("malformed token")
-    try:
-        plain = _approval_sealer(key).decrypt(_unb64(token), [_APPROVE_AD])
-    except InvalidTag:
-        raise BadToken("token signature does not match") from None
-    try:
-        issue_text, expires_text, editor = plain.decode("utf-8").split("\n", 2)
-    except (UnicodeDecodeError, ValueError):
-        raise BadToken("malformed token") from None
-    claims = ApprovalClaims(_number(issue_text), editor, _number(expires_text))
-    if not editor:
-        raise BadToken("malformed token")
+    issue, rest = _number_then(_open(key, _APPROVE, token))
+    expires, editor = _number_then(rest)
+    claims = ApprovalClaims(issue, editor, expires)
     if now >= claims.expires:
         raise BadToken("token expired")
     return claims
@@ -302,8 +315,7 @@ class ConfirmClaims:
     issued: int
 
 
-def _confirm_sealer(key: bytes) -> AESSIV:
-    return AESSIV(hmac.new(key, b"gongbao signup confirmation v1", hashlib.sha512).digest())
+_CONFIRM: _Purpose = (b"gongbao signup confirmation v1", _CONFIRM_AD)
 
 
 def sign_confirmation(key: bytes, email: str, issued: int) -> str:
@@ -315,25 +327,13 @@ def sign_confirmation(key: bytes, email: str, issued: int) -> str:
     """
     if issued < 1:
         raise ValueError(f"issued must be a positive Unix time, not {issued}")
-    return _b64(_confirm_sealer(key).encrypt(f"{issued:d}\n{email}".encode(), [_CONFIRM_AD]))
+    return _seal(key, _CONFIRM, f"{issued:d}\n{email}")
 
 
 def verify_confirmation(key: bytes, token: str, now: int, max_age: int) -> ConfirmClaims:
     """The address a confirmation token names, if it is ours and `now` is within `max_age`
     seconds of its making; BadToken (forged, malformed, expired or from the future)."""
-    if len(token) > 2 * _MAX_EMAIL or "." in token:
-        raise BadToken("malformed token")
-    try:
-        plain = _confirm_sealer(key).decrypt(_unb64(token), [_CONFIRM_AD])
-    except InvalidTag:
-        raise BadToken("token signature does not match") from None
-    try:
-        issued_text, sep, email = plain.decode("utf-8").partition("\n")
-    except UnicodeDecodeError:
-        raise BadToken("malformed token") from None
-    if not sep or not email:
-        raise BadToken("malformed token")
-    issued = _number(issued_text)
+    issued, email = _number_then(_open(key, _CONFIRM, token))
     if not issued - _CLOCK_SKEW <= now <= issued + max_age:
         raise BadToken("token expired")
     return ConfirmClaims(email, issued)
