@@ -479,12 +479,12 @@ def mask_address(email: str) -> str:
 class Unsubscribe:
     """GET shows the button, POST with the RFC 8058 body unsubscribes; both check the token."""
 
-    def __init__(self, config: Config, store: Store, key: bytes, clock: Clock) -> None:
+    def __init__(self, config: Config, store: Store, key: bytes, clock: Clock,
+                 env: jinja2.Environment) -> None:
         self.config = config
         self.store = store
         self.key = key
         self.clock = clock
-        env = environment([config.templates_dir / "web", builtin_templates() / "web"])
         self.page = _template(env, UNSUBSCRIBE_TEMPLATE)
 
     def claims(self, token: str) -> tokens.TokenClaims | None:
@@ -642,7 +642,6 @@ SIGNUP_TEMPLATE = "subscribe.html.j2"
 CONFIRM_TEMPLATE = "subscribe_confirm.html.j2"
 #: The cookie half of the form's double-submit CSRF token; only /subscribe sees it.
 CSRF_COOKIE = "gongbao_signup"
-_FORM_HEADERS = {**_PAGE_HEADERS, "X-Robots-Tag": "noindex"}
 #: What the form says when its CSRF token is missing, forged or too old.
 FORM_REFUSED = "表单已过期或无效，未做任何更改。请重新提交。"
 #: What it says when the address is not one.
@@ -670,7 +669,7 @@ class Signup:
     """
 
     def __init__(self, config: Config, store: Store, key: bytes, clock: Clock,
-                 transport: Transport | None = None) -> None:
+                 env: jinja2.Environment, transport: Transport | None = None) -> None:
         self.config = config
         self.store = store
         self.key = key
@@ -679,7 +678,6 @@ class Signup:
         self.mailer = ConfirmationMailer(config, key, signer_for(config))
         cfg = config.signup
         self.limiter = RateLimiter(cfg.rate_limit, cfg.rate_window_minutes * 60)
-        env = environment([config.templates_dir / "web", builtin_templates() / "web"])
         self.form_page = _template(env, SIGNUP_TEMPLATE)
         self.confirm_page = _template(env, CONFIRM_TEMPLATE)
         self._busy = 0
@@ -698,7 +696,7 @@ class Signup:
             minutes = self.config.signup.rate_window_minutes
             return HTMLResponse(
                 self._render_form("limited", retry_minutes=minutes), 429,
-                headers={**_FORM_HEADERS, "Retry-After": str(minutes * 60)},
+                headers={**_PAGE_HEADERS, "Retry-After": str(minutes * 60)},
             )
         async with request.form(max_files=0, max_fields=8, max_part_size=MAX_BODY) as form:
             fields = {k: str(form.get(k) or "") for k in ("csrf", "email", "name")}
@@ -718,7 +716,7 @@ class Signup:
         resend = timedelta(minutes=self.config.signup.resend_minutes)
         send = await run_in_threadpool(self.store.request_signup, email, name, now, resend)
         task = BackgroundTask(self._send, email, name, now) if send else None
-        return HTMLResponse(self._render_form("sent"), headers=_FORM_HEADERS, background=task)
+        return HTMLResponse(self._render_form("sent"), headers=_PAGE_HEADERS, background=task)
 
     def _good_form(self, field: str, cookie: str, now: datetime) -> bool:
         if not field or not hmac.compare_digest(field.encode(), cookie.encode()):
@@ -734,7 +732,7 @@ class Signup:
         """The form with a fresh CSRF token, in the page and in the cookie."""
         token = tokens.sign_form(self.key, int(self.clock().timestamp()))
         response = HTMLResponse(self._render_form("form", csrf=token, **context), status,
-                                headers=_FORM_HEADERS)
+                                headers=_PAGE_HEADERS)
         secure = self.config.paper.base_url.startswith("https:") and (
             request.url.scheme == "https" or bool(self.config.signup.trusted_proxies))
         response.set_cookie(
@@ -821,7 +819,7 @@ class Signup:
             address=mask_address(claims.email) if claims else "",
             signup=urls.signup_url(self.config),
         )
-        return HTMLResponse(html, status, headers=_FORM_HEADERS)
+        return HTMLResponse(html, status, headers=_PAGE_HEADERS)
 
 
 def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
@@ -887,10 +885,10 @@ def create_app(
     db = store if store is not None else Store(config.database_url)
     try:
         key = tokens.load_secret(config.state_dir)
-        unsubscribe = Unsubscribe(config, db, key, clock)
-        approve = Approve(config, db, key, clock, environment(
-            [config.templates_dir / "web", builtin_templates() / "web"]))
-        signup = Signup(config, db, key, clock, transport) if config.signup.enabled else None
+        env = environment([config.templates_dir / "web", builtin_templates() / "web"])
+        unsubscribe = Unsubscribe(config, db, key, clock, env)
+        approve = Approve(config, db, key, clock, env)
+        signup = Signup(config, db, key, clock, env, transport) if config.signup.enabled else None
     except BaseException:
         if owned:
             db.close()
