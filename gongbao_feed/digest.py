@@ -528,13 +528,19 @@ class Mailer:
         # The layout around the two bodies: text, then HTML.
         head, rest = layout.as_bytes().split(_TEXT_BODY.encode(), 1)
         middle, tail = rest.split(_HTML_BODY.encode(), 1)
-        self._frame = (head, middle, tail)
+        # The MIME fields, and the body up to the text part's base64.
+        mime, _blank, opening = head.partition(b"\r\n\r\n")
+        self._mime = mime + b"\r\n"
+        self._frame = (opening, middle, tail)
         # Every copy's body is this frame around base64 lines, which hold no space,
         # tab or bare LF: if the frame is in relaxed canonical form, so is every
         # body, and the signer need not search each one (RFC 6376 §3.4.4).
         self._canonical_body = is_relaxed_canonical(
-            head.partition(b"\r\n\r\n")[2] + b"QUFB" + middle + b"QUFB" + tail
+            opening + b"QUFB" + middle + b"QUFB" + tail
         )
+        # The fields every copy shares are canonicalised and hashed once.
+        self._copies = None if signer is None else signer.copies(
+            self._common + self._mime, self._signed_at)
         self._bodies = _Bodies(digest)
         self._html_b64 = _Base64Body(self._bodies.html_fixed)
         self._text_b64 = _Base64Body(self._bodies.text_fixed)
@@ -556,18 +562,19 @@ class Mailer:
             ),
         ))
         html, text = self._bodies.pieces(member, unsubscribe)
-        head, middle, tail = self._frame
-        data = b"".join([
-            self._common, own, head, *_crlf_between(self._text_b64.lines(text)), middle,
+        opening, middle, tail = self._frame
+        body = [
+            opening, *_crlf_between(self._text_b64.lines(text)), middle,
             *_crlf_between(self._html_b64.lines(html)), tail,
-        ])
+        ]
+        signature = b"" if self._copies is None else self._copies.signature(
+            own, body, canonical_body=self._canonical_body)
+        data = b"".join([signature, self._common, own, self._mime, b"\r\n", *body])
         # A member's copy goes out from its VERP address, so its bounce names the
         # member and the issue (bounces.py); a test copy from the plain From
         # address, so a bounce of it never counts against a member.
         sender = self.sender.addr_spec if self.test else tokens.verp_address(
             self.key, member.email, number, self.config.bounce_domain)
-        if self.signer is not None:
-            data = self.signer.sign(data, self._signed_at, canonical_body=self._canonical_body)
         return Message(
             issue=number,
             email=member.email,

@@ -19,9 +19,7 @@ import hashlib
 import os
 import re
 import threading
-from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from . import host
@@ -132,20 +130,22 @@ def confirm_path(root: Path, message: Message) -> Path:
 class OutboxTransport:
     """Writes each message to outbox/NNNN/<member>.eml.
 
-    Most of a file's cost is the fsync, which waits on the disk, not the
-    CPU; `writers` threads fsync side by side while the caller makes the
-    next messages. Reports still come in order, on the caller's thread, each
-    after its file's rename; at most `2 × writers` messages are in flight,
-    so memory stays flat however long the list.
+    One file at a time, on the caller's thread, each reported after its
+    rename; the next copy is made meanwhile on the send's make-ahead thread
+    (deliver.made_ahead), while this one's system calls run without the
+    interpreter's lock. Writers side by side were measured and taken out: an
+    fsync here is mostly kernel CPU, not waiting on the disk, and four
+    threads creating and renaming files in one folder queue on its lock
+    (the kernel spins for it), so they cost 46% more CPU (30.1 s against
+    20.6 s for 20,000 copies) for no less time (22.3 s against 21.5 s).
     """
 
     name = "outbox"
     #: Writing a member's copy again replaces their file: a repeat reaches no one twice.
     redelivery_replaces = True
 
-    def __init__(self, root: Path, writers: int = 4) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.writers = writers
 
     def path_for(self, message: Message) -> Path:
         if message.confirmation:
@@ -154,42 +154,27 @@ class OutboxTransport:
         return folder(self.root, message.issue) / eml_name(message.email)
 
     def deliver(self, messages: Iterable[Message], report: Report, stop: threading.Event) -> None:
-        in_flight: deque[tuple[Message, Future[Path]]] = deque()
         swept: set[Path] = set()
-        with ThreadPoolExecutor(self.writers, thread_name_prefix="outbox") as pool:
+        for message in messages:
+            if stop.is_set():
+                break
+            path = self.path_for(message)
+            if path.parent not in swept:
+                swept.add(path.parent)
+                sweep_litter(path.parent)
             try:
-                for message in messages:
-                    if stop.is_set():
-                        break
-                    folder = self.path_for(message).parent
-                    if folder not in swept:
-                        swept.add(folder)
-                        sweep_litter(folder)
-                    in_flight.append((message, pool.submit(self._write, message)))
-                    if len(in_flight) >= 2 * self.writers:
-                        self._settle(*in_flight.popleft(), report)
-            finally:
-                while in_flight:
-                    self._settle(*in_flight.popleft(), report)
+                self._write(path, file_bytes(message))
+            except OSError as exc:
+                where = exc.filename or "the outbox"
+                report(Outcome(message, DeliveryState.FAILED,
+                               detail=f"cannot write {where}: {exc.strerror or exc}"))
+                continue
+            report(Outcome(message, DeliveryState.SENT, detail=str(path)))
 
-    def _write(self, message: Message) -> Path:
-        path = self.path_for(message)
-        data = file_bytes(message)
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
         try:
             _replace_durably(path, data)
         except FileNotFoundError:  # the issue's first file: make its folder
             path.parent.mkdir(parents=True, exist_ok=True)
             _replace_durably(path, data)
-        return path
-
-    @staticmethod
-    def _settle(message: Message, written: Future[Path], report: Report) -> None:
-        try:
-            path = written.result()
-        except OSError as exc:
-            where = exc.filename or "the outbox"
-            report(Outcome(
-                message, DeliveryState.FAILED, detail=f"cannot write {where}: {exc.strerror or exc}"
-            ))
-            return
-        report(Outcome(message, DeliveryState.SENT, detail=str(path)))

@@ -1,11 +1,12 @@
 """DKIM signatures (RFC 6376) on every message a send makes, and the keys they need.
 
-One owner for signing: digest.py's Mailer hands each member's finished bytes
-to `Signer.sign` once, after personalisation, and the transports (outbox,
+One owner for signing: digest.py's Mailer has each member's finished copy
+signed once (`Signer.copies`), after personalisation, and the transports (outbox,
 SMTP) never know a signature is there, so the outbox copy is byte for byte
 what the relay is given.
 
     Signer.sign()     rsa-sha256, relaxed/relaxed (RFC 6376 §3.4.2, §3.4.4)
+    Signer.copies()   the same for a send's copies, their shared fields hashed once
     load_signer()     the [dkim] key file, checked: present, mode 0600
     generate_key()    a 2048-bit RSA key written 0600, atomically
     dns_record()      the TXT record that publishes its public half
@@ -26,6 +27,10 @@ are done here instead, for speed, because dkimpy does them in pure Python:
   and says so (`canonical_body=True`), which saves the searches, 0.2 ms a
   copy. tests/test_dkim.py verifies the result with dkimpy's own verifier,
   and compares the two paths on made-up bodies.
+- The header fields a send's copies share are canonicalised and hashed once
+  (`CopySigner`), and a copy's body is hashed in the pieces it is made of,
+  not joined first: the interpreter's own share of signing a copy went from
+  about 0.2 ms to 0.1 ms (the RSA signature and the hashing run without it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,41 +114,142 @@ class Signer:
         if canonical_body:
             hashed = hashlib.sha256(memoryview(data)[split + 4:])
         else:
-            body = data[split + 4:]
-            if not is_relaxed_canonical(body):
-                body = _RELAXED.canonicalize_body(dkim.rfc822_parse(data)[1])
-            hashed = hashlib.sha256(body)
-        body_hash = base64.b64encode(hashed.digest())
-        signed = _header_list(headers)
+            hashed = hashlib.sha256(_canonical(data[split + 4:], data))
+        present = _counts(headers)
+        signed = _signed_names(present) + _absent(present)
+        hasher = hashlib.sha256()
+        _hash_fields(hasher, headers, signed)
+        return self._finish(hasher, signed, timestamp, hashed.digest())
+
+    def copies(self, shared: bytes, timestamp: int) -> CopySigner:
+        """A signer for many copies of one message that share the header fields `shared`
+        (CRLF-ended lines), each with a few fields of its own: see `CopySigner`."""
+        return CopySigner(self, shared, timestamp)
+
+    def _finish(self, hasher: hashlib._Hash, signed: list[bytes], timestamp: int,
+                body_hash: bytes) -> bytes:
+        """The header line, given `hasher` fed the signed fields in `signed` order."""
         tags = b"; ".join([
             b"v=1", b"a=rsa-sha256", b"c=relaxed/relaxed",
             b"d=" + self.domain.encode("ascii"), b"s=" + self.selector.encode("ascii"),
             b"t=" + str(int(timestamp)).encode("ascii"),
-            b"h=" + b" : ".join(signed), b"bh=" + body_hash,
+            b"h=" + b" : ".join(signed), b"bh=" + base64.b64encode(body_hash),
         ]) + b";"
         # b= on a line of its own: what is hashed is the header with b= empty,
         # and relaxed canonicalisation makes the folds before it not matter.
         value = dkim.fold(tags, namelen=len(_HEADER_NAME) + 2) + b"\r\n b="
-        hasher = hashlib.sha256()
-        dkim.hash_headers(
-            hasher, _RELAXED, _RELAXED.canonicalize_headers(headers), signed,
-            (_HEADER_NAME, b" " + value), {},
-        )
+        # RFC 6376 §3.7: the signature's own field last, canonical, without its CRLF.
+        ((name, canonical),) = _RELAXED.canonicalize_headers([(_HEADER_NAME, b" " + value)])
+        hasher.update(name + b":" + canonical.rstrip())
         raw = self.key.sign(hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
         b64 = base64.b64encode(raw)
         folded = b"\r\n ".join(b64[i:i + 72] for i in range(0, len(b64), 72))
         return _HEADER_NAME + b": " + value + folded + b"\r\n"
 
 
-def _header_list(headers: list[list[bytes]]) -> list[bytes]:
-    """The h= list: each signed header as often as the message has it, plus once."""
+class CopySigner:
+    """Signs the copies of one message (a send's digests) for one `Signer`.
+
+    A send's copies share most header fields (From, Subject, Date, List-Id,
+    the MIME fields) and differ in a few (To, Message-ID, List-Unsubscribe).
+    The shared fields are canonicalised and hashed once, here; each copy's
+    own fields are hashed on a copy of that hash state. That is allowed
+    because the h= tag, not the message, sets the order fields are hashed in
+    (RFC 6376 §5.4.2): the shared fields come first in h=, then the copy's.
+    Where the fields sit in the message does not matter, as long as no
+    field name is both shared and a copy's own (then the order among fields
+    of one name would), which `signature` refuses with ValueError.
+
+    Thread-safe: the shared state is only read.
+    """
+
+    def __init__(self, signer: Signer, shared: bytes, timestamp: int) -> None:
+        """`shared`: the fields every copy has, byte for byte, CRLF-ended;
+        `timestamp` (seconds since the epoch): every copy's t= tag."""
+        headers = _parse_fields(shared)
+        self._signer = signer
+        self._timestamp = timestamp
+        self._present = _counts(headers)
+        self._signed = _signed_names(self._present)
+        self._hasher = hashlib.sha256()
+        _hash_fields(self._hasher, headers, self._signed)
+
+    def signature(
+        self, own: bytes, body: Sequence[bytes], *, canonical_body: bool = False,
+    ) -> bytes:
+        """The DKIM-Signature header line (folded, CRLF-ended) for one copy: its own
+        fields `own` (CRLF-ended lines), and its body as pieces to be joined.
+
+        `canonical_body`: the caller vouches that the joined body is in relaxed
+        canonical form (`is_relaxed_canonical`), so it is hashed piece by piece
+        without being joined or searched. Raises ValueError when a field of
+        `own` has the name of a shared one.
+        """
+        headers = _parse_fields(own)
+        present = _counts(headers)
+        if not present.keys().isdisjoint(self._present):
+            raise ValueError("a copy's own header fields must not share a name with the "
+                             "shared ones: " + ", ".join(
+                                 sorted(n.decode() for n in present.keys() & self._present)))
+        hashed = hashlib.sha256()
+        if canonical_body:
+            for piece in body:
+                hashed.update(piece)
+        else:
+            joined = b"".join(body)
+            hashed.update(_canonical(joined, b"\r\n" + joined))
+        hasher = self._hasher.copy()
+        own_signed = _signed_names(present)
+        _hash_fields(hasher, headers, own_signed)
+        signed = self._signed + own_signed + _absent(self._present | present)
+        return self._signer._finish(hasher, signed, self._timestamp, hashed.digest())
+
+
+def _parse_fields(fields: bytes) -> list[list[bytes]]:
+    """dkimpy's parse of header fields (CRLF-ended lines, no blank line)."""
+    headers, _body = dkim.rfc822_parse(fields + b"\r\n")
+    return headers
+
+
+def _canonical(body: bytes, message: bytes) -> bytes:
+    """`body` in relaxed canonical form (RFC 6376 §3.4.4): as it is when it already is,
+    else dkimpy's canonicalisation of the body of `message` (its parse, bare LFs and all)."""
+    if is_relaxed_canonical(body):
+        return body
+    return _RELAXED.canonicalize_body(dkim.rfc822_parse(message)[1])
+
+
+def _hash_fields(hasher: hashlib._Hash, headers: list[list[bytes]], signed: list[bytes]) -> None:
+    """Feed `hasher` the fields `signed` names, relaxed-canonical (RFC 6376 §5.4.2:
+    for a name listed again, the next field of that name from the bottom up)."""
+    canonical = _RELAXED.canonicalize_headers(headers)
+    for name, value in dkim.select_headers(canonical, signed):
+        hasher.update(name + b":" + value)
+
+
+def _counts(headers: list[list[bytes]]) -> dict[bytes, int]:
+    """How often each field name (lower case) occurs."""
     present: dict[bytes, int] = {}
     for name, _value in headers:
         key = name.lower()
         present[key] = present.get(key, 0) + 1
-    names = [n.lower().encode() for n in OVERSIGNED]
-    names += [n.lower().encode() for n in SIGNED_IF_PRESENT if n.lower().encode() in present]
-    return [name for name in names for _ in range(present.get(name, 0) + 1)]
+    return present
+
+
+_ALL_SIGNED = tuple(n.lower().encode() for n in (*OVERSIGNED, *SIGNED_IF_PRESENT))
+_ALWAYS = tuple(n.lower().encode() for n in OVERSIGNED)
+
+
+def _signed_names(present: dict[bytes, int]) -> list[bytes]:
+    """h= entries for the signed fields that are there: each as often as it occurs,
+    plus once (over-signed), so none can be added in transit."""
+    return [name for name in _ALL_SIGNED if name in present for _ in range(present[name] + 1)]
+
+
+def _absent(present: dict[bytes, int]) -> list[bytes]:
+    """h= entries for the over-signed fields that are not there: once each, so none
+    can be added."""
+    return [name for name in _ALWAYS if name not in present]
 
 
 def is_relaxed_canonical(body: bytes) -> bool:

@@ -331,6 +331,40 @@ def test_any_body_signs_and_verifies(body: bytes) -> None:
     assert dkim.verify(_SIGNER.sign(raw, 1_795_000_000), dnsfunc=dns_returning(_LINE))
 
 
+_SHARED = (b"From: =?utf-8?b?5bel5Lq65pel5oql?= <news@news.example.org>\r\n"
+           b"Subject:   =?utf-8?b?56ysMeacnw==?=\r\n"
+           b"Date: Sun, 22 Nov 2026 09:00:00 +0800\r\n"
+           b"List-Id: <daily.news.example.org>\r\nMIME-Version: 1.0\r\n")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"abc", b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r\n\r\n", b"QUFB"]),
+             max_size=20),
+    st.sampled_from([b"b@example.org", b"\t\"Li  Ming\"\r\n <li@example.com>"]),
+)
+def test_copies_signed_on_the_shared_fields_verify(pieces: list[bytes], to: bytes) -> None:
+    """Shared fields hashed once, each copy's own on top, its body in pieces, the own
+    fields written between the shared ones as the Mailer writes them: dkimpy agrees."""
+    copies = _SIGNER.copies(_SHARED, 1_795_000_000)
+    own = b"To: " + to + b"\r\nMessage-ID: <1.x@news.example.org>\r\n"
+    canonical = signing.is_relaxed_canonical(b"".join(pieces))
+    signature = copies.signature(own, pieces, canonical_body=canonical)
+    first, rest = _SHARED.split(b"MIME-Version", 1)
+    raw = signature + first + own + b"MIME-Version" + rest + b"\r\n" + b"".join(pieces)
+    lookup = dns_returning(_LINE)
+    assert dkim.verify(raw, dnsfunc=lookup)
+    # over-signed on both sides: a second To or Subject added in transit breaks it
+    for added in (b"To: x@evil.example\r\n", b"Subject: x\r\n"):
+        tampered = raw.replace(b"\r\n\r\n", b"\r\n" + added + b"\r\n", 1)
+        assert not dkim.verify(tampered, dnsfunc=lookup)
+
+
+def test_a_copy_field_named_like_a_shared_one_is_refused() -> None:
+    copies = _SIGNER.copies(_SHARED, 1_795_000_000)
+    with pytest.raises(ValueError, match="subject"):
+        copies.signature(b"To: b@example.org\r\nSubject: mine\r\n", [b"abc\r\n"])
+
 # -- SpamAssassin, signed ------------------------------------------------------------------
 
 
