@@ -108,6 +108,8 @@ class Ledger:
         self.sender = sender or sender_name()
         self.monotonic = monotonic
         self._held: set[str] = set()
+        #: The last address claimed: the next claim looks past it first.
+        self._after: str | None = None
         self._waiting: list[Outcome] = []
         self._since = monotonic()
         self._renewed = monotonic()
@@ -134,8 +136,39 @@ class Ledger:
         settled, temporary or (with retry_failed) permanent.
         """
         self.flush()
-        self._expire_dead_local_senders()
         now = self.now()
+        if self._after is not None:
+            claimed = self._claim_past_cursor(limit, now)
+            if claimed:
+                return claimed
+        # Again from the start: members behind the cursor whose claim became free
+        # since (a sender that died, a failure another send settled).
+        self._expire_dead_local_senders()
+        self._after = None
+        return self._claim_past_cursor(limit, now)
+
+    def _claim_past_cursor(self, limit: int, now: datetime) -> list[Member]:
+        """Claim the next members past the cursor; [] when no one there needs the issue."""
+        m = members_t
+        while True:
+            with self.store.transaction() as conn:
+                emails = self._wanted(conn, now, limit, self._after)
+                if not emails:
+                    return []
+                self._after = emails[-1]
+                got = self._upsert_claims(conn, emails, now)
+                if not got:  # another sender took them all meanwhile: look further on
+                    continue
+                rows = conn.execute(
+                    select(m).where(m.c.email.in_(got)).order_by(bytewise(m.c.email))
+                ).all()
+            self._held.update(got)
+            self._renewed = self.monotonic()
+            return [_row_to_member(r) for r in rows]
+
+    def _wanted(self, conn: Connection, now: datetime, limit: int, after: str | None) -> list[str]:
+        """The next `limit` active members who need this issue, in address order,
+        after the address `after` (None: from the first)."""
         d, m = deliveries_t, members_t
         # Two uncorrelated sub-selects, not an outer join: PostgreSQL makes each one
         # hashed set per claim, whatever its statistics say. The outer join was
@@ -145,26 +178,22 @@ class Ledger:
         # members half sent, 12.7 s at 20,000.
         has_row = select(d.c.email).where(d.c.issue == self.issue)
         claimable = select(d.c.email).where(d.c.issue == self.issue, self._claimable(now))
+        wanted = select(m.c.email).where(m.c.status == "active")
+        if after is not None:
+            # The cursor bounds the sub-selects too: each claim reads only the
+            # members and rows past it, not the issue's every row (SQLite builds the
+            # sub-selects' lists afresh each time): 14 ms a claim at 20,000 members.
+            has_row = has_row.where(bytewise(d.c.email) > after)
+            claimable = claimable.where(bytewise(d.c.email) > after)
+            wanted = wanted.where(bytewise(m.c.email) > after)
         wanted = (
-            select(m.c.email)
-            .where(m.c.status == "active",
-                   or_(m.c.email.not_in(has_row), m.c.email.in_(claimable)))
+            wanted.where(or_(m.c.email.not_in(has_row), m.c.email.in_(claimable)))
             .order_by(bytewise(m.c.email))
             .limit(limit)
         )
         if self._postgres:
             wanted = wanted.with_for_update(of=m, skip_locked=True)
-        with self.store.transaction() as conn:
-            emails = list(conn.execute(wanted).scalars())
-            if not emails:
-                return []
-            got = self._upsert_claims(conn, emails, now)
-            rows = conn.execute(
-                select(m).where(m.c.email.in_(got)).order_by(bytewise(m.c.email))
-            ).all()
-        self._held.update(got)
-        self._renewed = self.monotonic()
-        return [_row_to_member(r) for r in rows]
+        return list(conn.execute(wanted).scalars())
 
     def _expire_dead_local_senders(self) -> None:
         """End at once the leases of senders on this host whose process is gone.

@@ -272,6 +272,26 @@ def test_a_batch_settles_once_its_time_is_up(room: Newsroom) -> None:
     assert set(states(room).values()) == {"sent"}
 
 
+def test_claims_go_on_past_the_last_and_then_take_what_came_free_behind_it(
+    room: Newsroom,
+) -> None:
+    """A sender claims onward in address order from its last claim; a member behind
+    that point whose claim came free meanwhile (another sender gave it back, or
+    died) is still claimed by this sender before it says no one is left."""
+    make_issue(room, 1)
+    for i in range(5):
+        room.add_member(f"m{i}@example.org", f"会员{i}")
+    other = Ledger(room.store, 1, now=lambda: NOW, transport="outbox", sender="elsewhere:1")
+    mine = Ledger(room.store, 1, now=lambda: NOW, transport="outbox", sender="here:1")
+    assert [m.email for m in other.claim(1)] == ["m0@example.org"]
+    assert [m.email for m in mine.claim(2)] == ["m1@example.org", "m2@example.org"]
+    other.release(["m0@example.org"])  # never tried: claimable again at once
+    assert [m.email for m in mine.claim(2)] == ["m3@example.org", "m4@example.org"]
+    assert [m.email for m in mine.claim(2)] == ["m0@example.org"]
+    assert mine.claim(2) == []
+    assert other.claim(2) == []
+
+
 class Recorder:
     """A transport that writes nothing and reports each message sent, checking the ledger."""
 
