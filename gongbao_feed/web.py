@@ -52,7 +52,6 @@ from typing import Any
 import anyio
 import jinja2
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -714,9 +713,9 @@ class Signup:
         except MemberError:
             return self._form(request, 400, error=BAD_NAME, email=fields["email"])
         resend = timedelta(minutes=self.config.signup.resend_minutes)
-        send = await run_in_threadpool(self.store.request_signup, email, name, now, resend)
-        task = BackgroundTask(self._send, email, name, now) if send else None
-        return HTMLResponse(self._render_form("sent"), headers=_PAGE_HEADERS, background=task)
+        if await run_in_threadpool(self.store.request_signup, email, name, now, resend):
+            self._send_soon(email, name, now)
+        return HTMLResponse(self._render_form("sent"), headers=_PAGE_HEADERS)
 
     def _good_form(self, field: str, cookie: str, now: datetime) -> bool:
         if not field or not hmac.compare_digest(field.encode(), cookie.encode()):
@@ -748,15 +747,26 @@ class Signup:
             home=self.config.paper.base_url, hours=self.config.signup.confirm_hours, **values,
         )
 
-    async def _send(self, email: str, name: str, now: datetime) -> None:
+    def _send_soon(self, email: str, name: str, now: datetime) -> None:
+        """Send the confirmation on a thread of its own, counted busy from now.
+
+        Not a response's background task: that runs only once the answer has
+        reached the reader, so a reader who closes the page first would get no
+        confirmation, and could not ask again for `signup.resend_minutes`. The
+        thread is not a daemon: a `serve` stopping lets it finish its message.
+        """
         with self._idle:
             self._busy += 1
-        try:
-            await run_in_threadpool(self._deliver, email, name, now)
-        finally:
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
+
+        def run() -> None:
+            try:
+                self._deliver(email, name, now)
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+        threading.Thread(target=run, name="signup-confirmation").start()
 
     def _deliver(self, email: str, name: str, now: datetime) -> None:
         """Make and send one confirmation; every failure is logged, none raised."""
