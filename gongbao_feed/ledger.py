@@ -108,7 +108,7 @@ class Ledger:
         self.sender = sender or sender_name()
         self.monotonic = monotonic
         self._held: set[str] = set()
-        #: The last address claimed: the next claim looks past it first.
+        #: The last address a claim looked at: the next claim looks past it first.
         self._after: str | None = None
         self._waiting: list[Outcome] = []
         self._since = monotonic()
@@ -155,13 +155,13 @@ class Ledger:
                 emails = self._wanted(conn, now, limit, self._after)
                 if not emails:
                     return []
-                self._after = emails[-1]
                 got = self._upsert_claims(conn, emails, now)
-                if not got:  # another sender took them all meanwhile: look further on
-                    continue
                 rows = conn.execute(
                     select(m).where(m.c.email.in_(got)).order_by(bytewise(m.c.email))
-                ).all()
+                ).all() if got else []
+            self._after = emails[-1]
+            if not got:  # another sender took them all meanwhile: look further on
+                continue
             self._held.update(got)
             self._renewed = self.monotonic()
             return [_row_to_member(r) for r in rows]

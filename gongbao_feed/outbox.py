@@ -32,12 +32,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
 def _replace_durably(path: Path, data: bytes) -> None:
     """files.atomic_write's scheme (temporary file, fsync, rename), mode 0600, in a
-    few system calls: a writer thread takes the interpreter's lock back after each
-    call, and the fewer it makes, the less it holds up the thread making messages.
+    few system calls: the writing thread takes the interpreter's lock back after
+    each call, and the fewer it makes, the less it holds up the thread making
+    messages.
 
-    The temporary name is the member's file name and the process id: one thread
-    writes a member's copy at a time, and a second send (another process) picks
-    other names. It is never followed if it is a symlink.
+    The temporary name is the member's file name and the process id: a send
+    writes one file at a time, and a second send (another process) picks other
+    names. It is never followed if it is a symlink.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

@@ -157,8 +157,10 @@ class CopySigner:
     because the h= tag, not the message, sets the order fields are hashed in
     (RFC 6376 §5.4.2): the shared fields come first in h=, then the copy's.
     Where the fields sit in the message does not matter, as long as no
-    field name is both shared and a copy's own (then the order among fields
-    of one name would), which `signature` refuses with ValueError.
+    signed name is both shared and a copy's own (then the order among fields
+    of one name would), which `signature` refuses with ValueError. The
+    message must carry no signed field outside `shared` and the copy's own:
+    one would go unsigned, or (an over-signed name) break the signature.
 
     Thread-safe: the shared state is only read.
     """
@@ -187,10 +189,10 @@ class CopySigner:
         """
         headers = _parse_fields(own)
         present = _counts(headers)
-        if not present.keys().isdisjoint(self._present):
-            raise ValueError("a copy's own header fields must not share a name with the "
-                             "shared ones: " + ", ".join(
-                                 sorted(n.decode() for n in present.keys() & self._present)))
+        both = present.keys() & self._present & _SIGNED_SET
+        if both:
+            raise ValueError("a copy's own header fields must not share a signed name with "
+                             "the shared ones: " + ", ".join(sorted(n.decode() for n in both)))
         hashed = hashlib.sha256()
         if canonical_body:
             for piece in body:
@@ -238,6 +240,7 @@ def _counts(headers: list[list[bytes]]) -> dict[bytes, int]:
 
 _ALL_SIGNED = tuple(n.lower().encode() for n in (*OVERSIGNED, *SIGNED_IF_PRESENT))
 _ALWAYS = tuple(n.lower().encode() for n in OVERSIGNED)
+_SIGNED_SET = frozenset(_ALL_SIGNED)
 
 
 def _signed_names(present: dict[bytes, int]) -> list[bytes]:

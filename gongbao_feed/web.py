@@ -42,6 +42,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -83,6 +84,11 @@ from .transport import Outcome, Transport
 
 #: Largest request body accepted anywhere; a one-click POST is about 30 bytes.
 MAX_BODY = 4096
+#: Threads that send signup confirmations: more signups than this wait their turn.
+CONFIRMATION_SENDERS = 2
+#: How long a stopping `serve` lets queued confirmations go out (uvicorn gives the
+#: requests in flight as long).
+CLOSE_GRACE_SECONDS = 10.0
 #: Files up to this size are kept in memory (with their gzip); larger ones stream from disk.
 MAX_CACHED_FILE = 2 * 1024 * 1024
 #: Bytes of file bodies (plain + gzip) the cache may hold before it forgets the oldest.
@@ -681,6 +687,10 @@ class Signup:
         self.confirm_page = _template(env, CONFIRM_TEMPLATE)
         self._busy = 0
         self._idle = threading.Condition()
+        #: Confirmations are sent here, never on the answer's path (see _send_soon).
+        self._senders = ThreadPoolExecutor(CONFIRMATION_SENDERS,
+                                           thread_name_prefix="signup-confirmation")
+        self._stop = threading.Event()
 
     # -- /subscribe -----------------------------------------------------------------
     async def subscribe(self, request: Request) -> Response:
@@ -748,12 +758,13 @@ class Signup:
         )
 
     def _send_soon(self, email: str, name: str, now: datetime) -> None:
-        """Send the confirmation on a thread of its own, counted busy from now.
+        """Queue the confirmation on the handler's own threads, counted busy from now.
 
         Not a response's background task: that runs only once the answer has
         reached the reader, so a reader who closes the page first would get no
-        confirmation, and could not ask again for `signup.resend_minutes`. The
-        thread is not a daemon: a `serve` stopping lets it finish its message.
+        confirmation, and could not ask again for `signup.resend_minutes`. A
+        few threads, not one a signup: a flood of new addresses queues, and
+        never opens a relay connection each.
         """
         with self._idle:
             self._busy += 1
@@ -762,11 +773,27 @@ class Signup:
             try:
                 self._deliver(email, name, now)
             finally:
-                with self._idle:
-                    self._busy -= 1
-                    self._idle.notify_all()
+                self._done()
 
-        threading.Thread(target=run, name="signup-confirmation").start()
+        try:
+            self._senders.submit(run)
+        except RuntimeError as exc:  # stopping, or no thread to be had
+            self._done()
+            log.error(_("signup: the confirmation to {address} was not sent: {reason}").format(
+                address=mask_address(email), reason=exc))
+
+    def _done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
+        """Let the confirmations queued finish for up to `grace` seconds, then stop:
+        those still unsent are logged as not sent (each transport leaves them unsent
+        when told to stop), so a stopping `serve` never waits on a relay's retries."""
+        self.wait_sent(grace)
+        self._stop.set()
+        self._senders.shutdown(wait=True)
 
     def _deliver(self, email: str, name: str, now: datetime) -> None:
         """Make and send one confirmation; every failure is logged, none raised."""
@@ -775,12 +802,15 @@ class Signup:
             message = self.mailer.message(email, name, now)
             transport = self.transport or make_transport(self.config)
             outcomes: list[Outcome] = []
-            transport.deliver([message], outcomes.append, threading.Event())
+            transport.deliver([message], outcomes.append, self._stop)
         except Exception as exc:  # the reader's answer has gone; the operator must hear of it
             why = exc.message if isinstance(exc, GongbaoError) else f"{type(exc).__name__}: {exc}"
             log.error(_("signup: the confirmation to {address} was not sent: {reason}").format(
                 address=shown, reason=why))
             return
+        if not outcomes:  # stopped before it was tried
+            log.error(_("signup: the confirmation to {address} was not sent: {reason}")
+                      .format(address=shown, reason=_("the service was stopping")))
         for outcome in outcomes:
             if outcome.state is DeliveryState.SENT:
                 log.info(_("signup: confirmation sent to {address}").format(address=shown))
@@ -909,8 +939,12 @@ def create_app(
         try:
             yield
         finally:
-            if owned:
-                db.close()
+            try:
+                if signup is not None:
+                    await run_in_threadpool(signup.close)
+            finally:
+                if owned:
+                    db.close()
 
     # The body limit sits on the routes that read a body; the file server
     # refuses a declared body itself and never reads one, which keeps the

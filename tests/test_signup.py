@@ -9,6 +9,7 @@ links, and the next send: confirmed members get it, pending ones never.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +28,7 @@ from gongbao_feed.outbox import CONFIRM_FOLDER, issue_folder
 from gongbao_feed.publish import Newsroom
 from gongbao_feed.signup import RateLimiter, client_address
 from gongbao_feed.store import Store
+from gongbao_feed.transport import RecordingTransport
 from gongbao_feed.web import CSRF_COOKIE, create_app
 
 from .conftest import FixedClock
@@ -326,6 +328,37 @@ def test_signups_from_one_client_are_rate_limited(signups: Signups) -> None:
         signups.clock.advance(minutes=61)
         assert sign_up(client, NEW).status_code == 200
     assert signups.status(NEW) == "pending"
+
+
+def test_a_stopping_service_gives_queued_confirmations_a_moment_then_logs_the_rest(
+    workdir: Path, clock: FixedClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Confirmations go out on two threads of their own, whatever the number of
+    signups; a stop waits a moment for them, not for a slow relay's every one."""
+    _configure(workdir, rate_limit=6)
+    slow = RecordingTransport(after_each=lambda _message: time.sleep(0.5))
+    with Newsroom(load_config(workdir / "config.toml"), clock=clock) as room:
+        app = create_app(room.config, room.store, clock=clock, transport=slow)
+        signup = app.state.signup
+        with running(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+            for n in range(5):
+                assert sign_up(client, f"reader{n}@example.org").status_code == 200
+            signup.close(grace=0.1)
+            assert [status(room, n) for n in range(5)] == ["pending"] * 5
+            # one more after the stop: answered, logged as not sent, nothing left busy
+            assert sign_up(client, "late@example.org").status_code == 200
+            assert signup.wait_sent(0)
+    assert len(slow.delivered) == 2  # the two in flight finish; the three queued do not start
+    unsent = [r.getMessage() for r in caplog.records if "was not sent" in r.getMessage()]
+    assert len(unsent) == 4, unsent
+    assert all("the service was stopping" in m for m in unsent[:3]), unsent
+    assert "late@example.org" not in unsent[3], unsent  # masked in the log, as every one
+
+
+def status(room: Newsroom, n: int) -> str:
+    member = room.store.member(f"reader{n}@example.org")
+    assert member is not None
+    return str(member.status)
 
 
 def test_the_client_address_behind_a_trusted_proxy() -> None:
