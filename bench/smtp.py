@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import re
 import smtplib
 import socket
 import ssl
@@ -141,16 +142,21 @@ def run_transport(
     if signer is not None:
         # Signed one by one, one message ahead of the transport, as a send's loop
         # makes (and signs) each member's copy: deliver.made_ahead, the same code.
+        # As the Mailer signs: the fields every copy shares hashed once
+        # (Signer.copies), each copy's own (To, Message-ID) and body per copy, the
+        # body's canonical form checked once (every copy has the same frame).
         by_email = {m.email: m for m in msgs}
-        # Every copy has the same body, as a send's copies share their frame: checked
-        # once, as the Mailer checks its frame once (signing.is_relaxed_canonical).
-        first = msgs[0].data
-        canonical = is_relaxed_canonical(first[first.index(b"\r\n\r\n") + 4:])
+        unsigned = msgs[0].data[msgs[0].data.index(b"From: "):]
+        fields, body = unsigned.split(b"\r\n\r\n", 1)
+        own_field = re.compile(rb"(?m)^(?:To|Message-ID):.*\r\n(?:[ \t].*\r\n)*")
+        own = b"".join(own_field.findall(fields + b"\r\n"))
+        copies = signer.copies(own_field.sub(b"", fields + b"\r\n"), 1_795_000_000)
+        canonical = is_relaxed_canonical(body)
 
         def signed(member: Member) -> Message:
             m = by_email[member.email]
             data = m.data[m.data.index(b"From: "):]
-            return replace(m, data=signer.sign(data, 1_795_000_000, canonical_body=canonical))
+            return replace(m, data=copies.signature(own, [body], canonical_body=canonical) + data)
 
         members = [Member(email=m.email) for m in msgs]
         stream = (made for _member, made in made_ahead(members, lambda _e: True, signed)

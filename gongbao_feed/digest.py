@@ -501,7 +501,6 @@ class Mailer:
         self.config = config
         self.key = key
         self.test = test
-        self.signer = signer
         self._signed_at = int(now.timestamp())
         cfg = config.email
         self.sender = _mailbox("email.from", cfg.from_address)

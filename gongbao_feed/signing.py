@@ -24,8 +24,8 @@ are done here instead, for speed, because dkimpy does them in pure Python:
   any other body goes through dkimpy's canonicalisation. That saves 3.5 ms a
   message on an 80 KB digest. A caller that makes every copy in one frame
   (the Mailer: base64 lines between fixed MIME parts) checks the frame once
-  and says so (`canonical_body=True`), which saves the searches, 0.2 ms a
-  copy. tests/test_dkim.py verifies the result with dkimpy's own verifier,
+  and says so (`CopySigner.signature(canonical_body=True)`), which saves the
+  searches, 0.2 ms a copy. tests/test_dkim.py verifies the result with dkimpy's own verifier,
   and compares the two paths on made-up bodies.
 - The header fields a send's copies share are canonicalised and hashed once
   (`CopySigner`), and a copy's body is hashed in the pieces it is made of,
@@ -94,27 +94,21 @@ class Signer:
     selector: str
     key: rsa.RSAPrivateKey
 
-    def sign(self, data: bytes, timestamp: int, *, canonical_body: bool = False) -> bytes:
+    def sign(self, data: bytes, timestamp: int) -> bytes:
         """`data` (an RFC 5322 message, CRLF line ends) with a DKIM-Signature on top.
 
         `timestamp` (seconds since the epoch) is the t= tag: when it was
-        signed. `canonical_body`: the caller vouches that the body is in
-        relaxed canonical form already (see `is_relaxed_canonical`), so it
-        is not searched again. Raises ValueError for data without a
-        header/body split.
+        signed. Raises ValueError for data without a header/body split.
         """
-        return self.signature(data, timestamp, canonical_body=canonical_body) + data
+        return self.signature(data, timestamp) + data
 
-    def signature(self, data: bytes, timestamp: int, *, canonical_body: bool = False) -> bytes:
+    def signature(self, data: bytes, timestamp: int) -> bytes:
         """The DKIM-Signature header line (folded, CRLF-ended) for `data`."""
         split = data.find(b"\r\n\r\n")
         if split < 0:
             raise ValueError("a message needs a blank line between its header and body")
         headers, _body = dkim.rfc822_parse(data[:split + 4])
-        if canonical_body:
-            hashed = hashlib.sha256(memoryview(data)[split + 4:])
-        else:
-            hashed = hashlib.sha256(_canonical(data[split + 4:], data))
+        hashed = hashlib.sha256(_canonical(data[split + 4:], data))
         present = _counts(headers)
         signed = _signed_names(present) + _absent(present)
         hasher = hashlib.sha256()
